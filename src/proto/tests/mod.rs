@@ -1,0 +1,1 @@
+//! Byte-exact tests of every message and of the handshake state machine.
