@@ -1,0 +1,131 @@
+//! New clients: multishot accept into direct descriptors, then the first receive and the
+//! SO_PEERNAME query, submitted together.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+
+use super::conn::{Conn, Phase, Pipe, RecvState};
+use super::ring::{Completion, Fd};
+use super::shard::Shard;
+use super::token::{Op, Token};
+use crate::proto::{Handshake, HandshakeConfig};
+
+impl Shard {
+    pub(super) fn arm_listeners(&mut self) {
+        for i in 0..self.listeners.len() {
+            self.arm_listener(i);
+        }
+    }
+
+    fn arm_listener(&mut self, i: usize) {
+        let l = &mut self.listeners[i];
+        if l.armed || self.stopping {
+            return;
+        }
+        l.armed = true;
+        l.rearm_at = None;
+        let fd = l.sock.as_raw_fd();
+        self.ring.accept_multi(fd, Token::new(Op::Accept, i as u32, 0));
+    }
+
+    /// Re-arms listeners whose back-off after an accept error has passed.
+    pub(super) fn retry_listeners(&mut self) {
+        let now = self.now();
+        for i in 0..self.listeners.len() {
+            if matches!(self.listeners[i].rearm_at, Some(at) if at <= now) {
+                self.arm_listener(i);
+            }
+        }
+    }
+
+    pub(super) fn on_accept(&mut self, c: Completion) {
+        let i = c.token.slot() as usize;
+        if i >= self.listeners.len() {
+            return;
+        }
+        if !c.more() {
+            self.listeners[i].armed = false;
+        }
+        if c.result < 0 {
+            self.on_accept_error(i, c.result);
+            return;
+        }
+        let fixed = c.result as u32;
+        if !c.more() {
+            self.arm_listener(i);
+        }
+        let limit = self.shared.config.max_connections;
+        if self.stopping || self.shared.active.load(Ordering::Relaxed) >= limit {
+            // Over the limit: close at once; the client sees the connection end.
+            self.ring.close_fixed(fixed, Token::new(Op::Ignore, 0, 0));
+            return;
+        }
+        let v6 = self.listeners[i].addr.is_ipv6();
+        self.start_session(fixed, v6);
+    }
+
+    fn on_accept_error(&mut self, i: usize, errno: i32) {
+        match -errno {
+            libc::ECANCELED => {}
+            // Transient per-connection failures: the next client is fine.
+            libc::ECONNABORTED | libc::EINTR | libc::EAGAIN => self.arm_listener(i),
+            e => {
+                // Out of descriptors or memory: back off one tick instead of spinning,
+                // existing sessions keep running meanwhile.
+                log::warn!(
+                    "accept on {}: {}; retrying",
+                    self.listeners[i].addr,
+                    std::io::Error::from_raw_os_error(e)
+                );
+                self.listeners[i].rearm_at = Some(self.now() + 1);
+            }
+        }
+    }
+
+    fn start_session(&mut self, fixed: u32, v6: bool) {
+        let scratch = self.scratch.alloc();
+        let auth_required = self.shared.config.users.is_some();
+        let now = self.now();
+        let slot = self.insert(Conn {
+            phase: Phase::Handshake,
+            client: fixed,
+            target: None,
+            peer: None,
+            scratch,
+            out_len: 0,
+            handshake: Some(Box::new(Handshake::new(HandshakeConfig { auth_required }))),
+            plan: None,
+            inflight: 2,
+            up: Pipe {
+                recv: RecvState::Armed,
+                ..Pipe::default()
+            },
+            down: Pipe::default(),
+            deadline: 0,
+            timer_at: 0,
+            last_active: now,
+        });
+        let client = Fd::Fixed(fixed);
+        let len = if v6 {
+            std::mem::size_of::<libc::sockaddr_in6>()
+        } else {
+            std::mem::size_of::<libc::sockaddr_in>()
+        };
+        let token = self.token(slot, Op::PeerName);
+        self.ring.peer_name(client, &self.scratch, scratch, len as u32, token);
+        self.ring
+            .recv_multi(client, self.pool.group(), self.token(slot, Op::RecvClient));
+        let at = now + self.ticks.handshake;
+        self.set_deadline(slot, at);
+    }
+
+    pub(super) fn on_peer_name(&mut self, slot: usize, c: Completion) {
+        if c.result > 0 {
+            let conn = &self.conns[slot];
+            let peer = self.scratch.peer_addr(conn.scratch, c.result as usize);
+            self.conns[slot].peer = peer;
+        } else {
+            log::debug!("SO_PEERNAME failed: {}", std::io::Error::from_raw_os_error(-c.result));
+        }
+    }
+}

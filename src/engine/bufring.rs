@@ -1,0 +1,202 @@
+//! A provided-buffer ring: a pool of equal buffers the kernel picks from when data arrives.
+//!
+//! An idle connection holds no buffer; a receive takes one only when bytes are there. The
+//! pool tracks which buffers userspace holds (handed out by a completion, not yet given
+//! back), so a buffer is readable only while the kernel cannot write to it, and giving one
+//! back twice is ignored instead of corrupting the ring.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::BufRingEntry;
+
+use super::mmap::Mapping;
+
+pub struct BufRing {
+    bgid: u16,
+    mask: u16,
+    entries: u16,
+    buf_size: u32,
+    ring: Mapping,
+    bufs: Mapping,
+    /// Next ring index to fill; published to the kernel by [`BufRing::publish`].
+    tail: u16,
+    published: u16,
+    /// One bit per buffer: set while userspace holds it.
+    held: Vec<u64>,
+    held_count: u32,
+}
+
+impl BufRing {
+    /// Maps `entries` buffers of `buf_size` bytes (memory is touched only when used) and
+    /// registers them as group `bgid`. `entries` must be a power of two ≤ 32768.
+    pub fn new(
+        submitter: &io_uring::Submitter<'_>,
+        bgid: u16,
+        entries: u16,
+        buf_size: u32,
+    ) -> io::Result<BufRing> {
+        if !entries.is_power_of_two() || entries > 32768 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer count must be a power of two up to 32768",
+            ));
+        }
+        let ring = Mapping::new(entries as usize * std::mem::size_of::<BufRingEntry>())?;
+        let bufs = Mapping::new(entries as usize * buf_size as usize)?;
+        // SAFETY: `ring` is a page-aligned mapping of `entries` ring entries that lives
+        // as long as this BufRing, which unregisters it (see `unregister`) or outlives
+        // every operation of the io_uring it is registered with.
+        unsafe {
+            submitter.register_buf_ring_with_flags(ring.addr() as u64, entries, bgid, 0)?;
+        }
+        let mut pool = BufRing {
+            bgid,
+            mask: entries - 1,
+            entries,
+            buf_size,
+            ring,
+            bufs,
+            tail: 0,
+            published: 0,
+            held: vec![u64::MAX; (entries as usize).div_ceil(64)],
+            held_count: entries as u32,
+        };
+        for bid in 0..entries {
+            pool.give_back(bid);
+        }
+        pool.publish();
+        Ok(pool)
+    }
+
+    pub fn group(&self) -> u16 {
+        self.bgid
+    }
+
+    pub fn buf_size(&self) -> u32 {
+        self.buf_size
+    }
+
+    pub fn entries(&self) -> u16 {
+        self.entries
+    }
+
+    /// Buffers the kernel can pick from right now (after the next publish).
+    pub fn available(&self) -> u32 {
+        self.entries as u32 - self.held_count
+    }
+
+    fn is_held(&self, bid: u16) -> bool {
+        (bid as usize) < self.entries as usize && self.held[bid as usize / 64] & (1 << (bid % 64)) != 0
+    }
+
+    /// Records that a completion handed buffer `bid` to userspace. Returns false for a bid
+    /// that is out of range or already held (never expected from the kernel).
+    pub fn take(&mut self, bid: u16) -> bool {
+        if bid >= self.entries || self.is_held(bid) {
+            return false;
+        }
+        self.held[bid as usize / 64] |= 1 << (bid % 64);
+        self.held_count += 1;
+        true
+    }
+
+    /// The bytes `off..off + len` of a held buffer; empty if the buffer is not held or the
+    /// range is out of bounds.
+    pub fn data(&self, bid: u16, off: u32, len: u32) -> &[u8] {
+        let end = off as u64 + len as u64;
+        if !self.is_held(bid) || end > self.buf_size as u64 {
+            return &[];
+        }
+        let start = bid as usize * self.buf_size as usize + off as usize;
+        // SAFETY: the range lies inside the mapping (checked above), and the buffer is
+        // held by userspace: the kernel only writes to buffers published in the ring.
+        unsafe { std::slice::from_raw_parts(self.bufs.addr().add(start), len as usize) }
+    }
+
+    /// Address of byte `off` of a held buffer, for a send the kernel reads from.
+    pub(super) fn send_ptr(&self, bid: u16, off: u32, len: u32) -> Option<NonNull<u8>> {
+        let slice = self.data(bid, off, len);
+        (!slice.is_empty()).then(|| NonNull::from(slice).cast())
+    }
+
+    /// Returns a held buffer to the ring (visible to the kernel after [`BufRing::publish`]).
+    pub fn give_back(&mut self, bid: u16) {
+        if !self.is_held(bid) {
+            debug_assert!(false, "buffer {bid} given back twice");
+            return;
+        }
+        self.held[bid as usize / 64] &= !(1 << (bid % 64));
+        self.held_count -= 1;
+        let idx = (self.tail & self.mask) as usize;
+        // SAFETY: `idx` < entries, so the entry lies inside the ring mapping; the kernel
+        // reads entries only below the published tail, and this one is beyond it.
+        unsafe {
+            let entry = &mut *(self.ring.addr() as *mut BufRingEntry).add(idx);
+            entry.set_addr(self.bufs.addr().add(bid as usize * self.buf_size as usize) as u64);
+            entry.set_len(self.buf_size);
+            entry.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes every buffer given back so far visible to the kernel.
+    pub fn publish(&mut self) {
+        if self.published == self.tail {
+            return;
+        }
+        // SAFETY: the tail field lives in the first ring entry of our mapping; the kernel
+        // reads it concurrently, hence the atomic release store after the entries.
+        unsafe {
+            let tail = BufRingEntry::tail(self.ring.addr() as *const BufRingEntry) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+        self.published = self.tail;
+    }
+
+    /// Unregisters the group; the ring memory may then be freed.
+    pub fn unregister(&self, submitter: &io_uring::Submitter<'_>) -> io::Result<()> {
+        submitter.unregister_buf_ring(self.bgid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> io_uring::IoUring {
+        io_uring::IoUring::new(8).expect("io_uring available")
+    }
+
+    #[test]
+    fn starts_with_every_buffer_in_the_kernel() {
+        let uring = ring();
+        let pool = BufRing::new(&uring.submitter(), 1, 8, 4096).unwrap();
+        assert_eq!(pool.available(), 8);
+        assert!(pool.data(0, 0, 10).is_empty(), "kernel-owned buffers are not readable");
+        pool.unregister(&uring.submitter()).unwrap();
+    }
+
+    #[test]
+    fn take_and_give_back_track_ownership() {
+        let uring = ring();
+        let mut pool = BufRing::new(&uring.submitter(), 2, 8, 4096).unwrap();
+        assert!(pool.take(3));
+        assert!(!pool.take(3), "a held buffer cannot be taken again");
+        assert!(!pool.take(8), "out of range");
+        assert_eq!(pool.available(), 7);
+        assert_eq!(pool.data(3, 0, 4096).len(), 4096);
+        assert!(pool.data(3, 1, 4096).is_empty(), "range past the end");
+        pool.give_back(3);
+        pool.publish();
+        assert_eq!(pool.available(), 8);
+        pool.unregister(&uring.submitter()).unwrap();
+    }
+
+    #[test]
+    fn rejects_a_count_that_is_not_a_power_of_two() {
+        let uring = ring();
+        assert!(BufRing::new(&uring.submitter(), 3, 6, 4096).is_err());
+    }
+}

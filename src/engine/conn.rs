@@ -1,0 +1,138 @@
+//! The state of one client session, as the shard's slab holds it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use socket2::Socket;
+
+use super::scratch::ScratchId;
+use super::timer::Tick;
+use crate::proto::Handshake;
+use crate::resolve::Addrs;
+
+/// Bytes waiting to be sent: a part of a provided buffer, or of the reply area of the
+/// connection's scratch block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seg {
+    Buf { bid: u16, off: u32, len: u32 },
+    Out { off: u8, len: u8 },
+}
+
+impl Seg {
+    pub fn len(&self) -> u32 {
+        match *self {
+            Seg::Buf { len, .. } => len,
+            Seg::Out { len, .. } => len as u32,
+        }
+    }
+
+    /// Drops the first `n` bytes (n ≤ len).
+    pub fn advance(&mut self, n: u32) {
+        match self {
+            Seg::Buf { off, len, .. } => {
+                *off += n;
+                *len -= n;
+            }
+            Seg::Out { off, len } => {
+                *off += n as u8;
+                *len -= n as u8;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecvState {
+    /// No receive armed.
+    #[default]
+    Idle,
+    /// A multishot receive is armed.
+    Armed,
+    /// Armed, and a cancel is on its way (backpressure).
+    Cancelling,
+    /// Ended with ENOBUFS; waits on the shard's starved list for buffers.
+    Starved,
+}
+
+/// One direction of the session: bytes from a source socket on their way to a sink.
+#[derive(Debug, Default)]
+pub struct Pipe {
+    pub segs: VecDeque<Seg>,
+    /// Bytes in `segs`.
+    pub queued: u32,
+    pub recv: RecvState,
+    /// A send is in flight (at most one per direction, so bytes stay in order).
+    pub sending: bool,
+    /// The source sent EOF.
+    pub eof: bool,
+    /// SHUT_WR was issued on the sink.
+    pub shut: bool,
+    /// Bytes delivered to the sink.
+    pub relayed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading and answering the SOCKS handshake.
+    Handshake,
+    /// Waiting for the resolver.
+    Resolving,
+    /// Outbound connect in flight.
+    Connecting,
+    /// Relaying both ways.
+    Relay,
+    /// A failure reply was sent: wait briefly for the client to close, discarding input,
+    /// so closing does not reset the connection before the reply is read.
+    Linger,
+    /// Cancelling operations; freed when none is left in flight.
+    Closing,
+}
+
+/// Where an outbound connect goes, and which address is next if one fails.
+#[derive(Debug)]
+pub struct Plan {
+    pub addrs: Addrs,
+    pub next: usize,
+    pub port: u16,
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    pub phase: Phase,
+    /// Direct descriptor of the client socket.
+    pub client: u32,
+    pub target: Option<Socket>,
+    pub peer: Option<SocketAddr>,
+    pub scratch: ScratchId,
+    /// Bytes of the scratch reply area used so far.
+    pub out_len: u8,
+    pub handshake: Option<Box<Handshake>>,
+    pub plan: Option<Box<Plan>>,
+    /// Submissions whose final completion has not arrived yet.
+    pub inflight: u16,
+    /// Client → target.
+    pub up: Pipe,
+    /// Target → client (and handshake replies).
+    pub down: Pipe,
+    /// When the current phase times out (Relay: computed from `last_active`).
+    pub deadline: Tick,
+    /// The tick of this connection's timer-wheel entry, 0 if none.
+    pub timer_at: Tick,
+    pub last_active: Tick,
+}
+
+/// Which way data flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    Up,
+    Down,
+}
+
+impl Conn {
+    pub fn pipe(&mut self, dir: Dir) -> &mut Pipe {
+        match dir {
+            Dir::Up => &mut self.up,
+            Dir::Down => &mut self.down,
+        }
+    }
+}

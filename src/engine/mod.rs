@@ -1,0 +1,257 @@
+//! The io_uring runtime: one shard thread per CPU, each with its own ring, listeners,
+//! buffer pool, timer wheel and sessions.
+//!
+//! [`Server::start`] binds every listener and builds every shard before it returns, so each
+//! start-up problem surfaces as one [`StartError`] naming what to change.
+
+mod accept;
+mod bufring;
+mod conn;
+mod connect;
+mod mailbox;
+mod mmap;
+mod negotiate;
+mod relay;
+mod ring;
+mod scratch;
+mod shard;
+mod sockaddr;
+mod sys;
+mod teardown;
+mod timer;
+mod token;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::policy::Users;
+use crate::resolve::{Resolver, ResolverConfig};
+use mailbox::{Mailbox, Message};
+use shard::{Shard, Shared};
+
+pub use timer::TimerWheel;
+pub use token::{Op, Token};
+
+/// Everything the engine needs, already validated.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub listen: Vec<SocketAddr>,
+    /// One entry per shard: the CPU it is pinned to, or `None` to leave it unpinned.
+    pub cpus: Vec<Option<usize>>,
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Concurrent sessions, all shards together.
+    pub max_connections: usize,
+    /// Direct-descriptor slots per shard (accepted clients).
+    pub files_per_shard: u32,
+    pub buffer_size: u32,
+    /// Provided buffers per shard (a power of two).
+    pub buffer_count: u16,
+    /// With users, SOCKS5 clients must authenticate and SOCKS4 is refused.
+    pub users: Option<Arc<Users>>,
+    pub resolver: ResolverConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 1080))],
+            cpus: vec![None],
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 10_000,
+            files_per_shard: 10_000,
+            buffer_size: 32 * 1024,
+            buffer_count: 512,
+            users: None,
+            resolver: ResolverConfig::default(),
+        }
+    }
+}
+
+/// A start-up failure, worded as what to change.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn bind_error(addr: SocketAddr, e: io::Error) -> StartError {
+    let why = match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => {
+            "is already in use: stop the other server or choose another --listen".to_string()
+        }
+        Some(libc::EADDRNOTAVAIL) => "is not an address of this host: fix --listen".to_string(),
+        Some(libc::EACCES) => {
+            "needs privileges (ports below 1024): run as root or choose a port ≥ 1024".to_string()
+        }
+        _ => format!("cannot be bound: {e}"),
+    };
+    StartError(format!("listen address {addr} {why}"))
+}
+
+fn ring_error(e: io::Error) -> StartError {
+    StartError(match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::ENOSYS) | Some(libc::EACCES) => format!(
+            "io_uring is unavailable ({e}): set sysctl kernel.io_uring_disabled=0, and in a \
+             container use a seccomp profile that allows io_uring_setup, io_uring_enter and \
+             io_uring_register"
+        ),
+        Some(libc::EINVAL) => format!(
+            "this kernel lacks io_uring features ringsocks needs ({e}): use Linux 6.7 or later"
+        ),
+        Some(libc::ENOMEM) => format!(
+            "io_uring could not allocate its rings ({e}): raise RLIMIT_MEMLOCK (ulimit -l, \
+             LimitMEMLOCK=) or lower --buffers"
+        ),
+        Some(libc::EMFILE) | Some(libc::ENFILE) => format!(
+            "too few file descriptors for the direct-descriptor table ({e}): raise \
+             RLIMIT_NOFILE (ulimit -n, LimitNOFILE=) or lower --max-connections"
+        ),
+        _ => format!("io_uring set-up failed: {e}"),
+    })
+}
+
+/// A running server.
+pub struct Server {
+    addrs: Vec<SocketAddr>,
+    mailboxes: Vec<Arc<Mailbox>>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+    resolver: Resolver,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds the listeners, starts the resolver and the shards, and returns once every
+    /// shard is ready to accept.
+    pub fn start(mut config: EngineConfig) -> Result<Server, StartError> {
+        if config.cpus.is_empty() {
+            return Err(StartError("at least one shard is needed".into()));
+        }
+        let mut addrs = Vec::new();
+        for &addr in &config.listen {
+            addrs.push(sys::claim(addr).map_err(|e| bind_error(addr, e))?);
+        }
+        config.listen = addrs.clone();
+        let mut per_shard = Vec::new();
+        for _ in &config.cpus {
+            let mut socks = Vec::new();
+            for &addr in &addrs {
+                socks.push((sys::listener(addr).map_err(|e| bind_error(addr, e))?, addr));
+            }
+            per_shard.push(socks);
+        }
+        let resolver = Resolver::start(config.resolver.clone())
+            .map_err(|e| StartError(format!("cannot start resolver threads: {e}")))?;
+        let cpus = config.cpus.clone();
+        let shared = Arc::new(Shared {
+            config,
+            resolver: resolver.clone(),
+            active: AtomicUsize::new(0),
+        });
+        let mut server = Server {
+            addrs,
+            mailboxes: Vec::new(),
+            threads: Vec::new(),
+            resolver,
+            shared: shared.clone(),
+        };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        for (i, (cpu, listeners)) in cpus.into_iter().zip(per_shard).enumerate() {
+            let shared = shared.clone();
+            let ready = ready_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("shard-{i}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                            let _ = ready.send(Err(StartError(format!(
+                                "cannot pin a shard to CPU {cpu}: it is not in this process's \
+                                 CPU set; fix --cpus"
+                            ))));
+                            return Ok(());
+                        }
+                    }
+                    match Shard::new(shared, listeners) {
+                        Ok(shard) => {
+                            let _ = ready.send(Ok(shard.mailbox()));
+                            shard.run()
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(ring_error(e)));
+                            Ok(())
+                        }
+                    }
+                })
+                .map_err(|e| StartError(format!("cannot spawn shard thread: {e}")))?;
+            server.threads.push(thread);
+        }
+        drop(ready_tx);
+        let mut failure = None;
+        for _ in 0..server.threads.len() {
+            match ready_rx.recv() {
+                Ok(Ok(mailbox)) => server.mailboxes.push(mailbox),
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(_) => failure = failure.or(Some(StartError("a shard died at start-up".into()))),
+            }
+        }
+        if let Some(e) = failure {
+            server.stop();
+            return Err(e);
+        }
+        Ok(server)
+    }
+
+    /// The bound listen addresses (port 0 resolved), in `--listen` order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Sessions open right now, all shards together.
+    pub fn active_sessions(&self) -> usize {
+        self.shared.active.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, closes every session and waits for the shards to finish.
+    pub fn stop(&mut self) {
+        for mailbox in &self.mailboxes {
+            mailbox.post(Message::Shutdown);
+        }
+        for thread in self.threads.drain(..) {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::error!("shard stopped with an error: {e}"),
+                Err(_) => log::error!("shard thread panicked"),
+            }
+        }
+        self.resolver.shutdown();
+    }
+
+    /// Waits until every shard has stopped (after a [`Server::stop`] from elsewhere, or an
+    /// error).
+    pub fn wait(&mut self) {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.stop();
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Moving bytes: receives into provided buffers, one send in flight per direction, and
+//! backpressure.
+//!
+//! Backpressure: a direction's receive stays armed only while its unsent bytes are under
+//! the high-water mark. Past it the multishot receive is cancelled, and re-armed once the
+//! sink has taken the bytes. A slow reader therefore holds at most a few buffers, never
+//! makes the proxy buffer without bound, and cannot drain the shared pool for others.
+
+use std::os::fd::AsRawFd;
+
+use super::conn::{Dir, Phase, RecvState, Seg};
+use super::ring::{Completion, Fd};
+use super::shard::Shard;
+use super::token::Op;
+
+impl Shard {
+    /// Unsent bytes per direction above which its receive is paused.
+    fn high_water(&self) -> u32 {
+        (self.pool.buf_size() * 4).max(64 * 1024)
+    }
+
+    fn source(&self, slot: usize, dir: Dir) -> Option<Fd> {
+        let conn = &self.conns[slot];
+        match dir {
+            Dir::Up => Some(Fd::Fixed(conn.client)),
+            Dir::Down => conn.target.as_ref().map(|t| Fd::Raw(t.as_raw_fd())),
+        }
+    }
+
+    fn sink(&self, slot: usize, dir: Dir) -> Option<Fd> {
+        self.source(slot, opposite(dir))
+    }
+
+    pub(super) fn on_recv(&mut self, slot: usize, dir: Dir, c: Completion) {
+        let now = self.now();
+        let token = c.token;
+        let conn = &mut self.conns[slot];
+        let pipe = conn.pipe(dir);
+        if !c.more() {
+            pipe.recv = RecvState::Idle;
+        }
+        if c.result > 0 {
+            let len = c.result as u32;
+            match c.buffer() {
+                Some(bid) if self.pool.take(bid) => {
+                    pipe.segs.push_back(Seg::Buf { bid, off: 0, len });
+                    pipe.queued += len;
+                    conn.last_active = now;
+                }
+                _ => {
+                    log::error!("receive completion without a usable buffer");
+                    self.begin_close(slot);
+                }
+            }
+            return;
+        }
+        match -c.result {
+            0 => pipe.eof = true,
+            libc::ENOBUFS => {
+                pipe.recv = RecvState::Starved;
+                self.starved.push_back(token);
+            }
+            libc::ECANCELED => {}
+            e => {
+                log::debug!(
+                    "receive from {}: {}",
+                    if dir == Dir::Up { "client" } else { "target" },
+                    std::io::Error::from_raw_os_error(e)
+                );
+                self.begin_close(slot);
+            }
+        }
+    }
+
+    pub(super) fn on_send(&mut self, slot: usize, dir: Dir, c: Completion) {
+        let now = self.now();
+        let conn = &mut self.conns[slot];
+        let pipe = conn.pipe(dir);
+        pipe.sending = false;
+        let Some(front) = pipe.segs.front_mut() else {
+            return;
+        };
+        if c.result <= 0 {
+            if c.result < 0 {
+                log::debug!("send: {}", std::io::Error::from_raw_os_error(-c.result));
+            }
+            self.begin_close(slot);
+            return;
+        }
+        let n = (c.result as u32).min(front.len());
+        front.advance(n);
+        pipe.queued -= n;
+        pipe.relayed += n as u64;
+        if front.len() == 0 {
+            if let Some(Seg::Buf { bid, .. }) = pipe.segs.pop_front() {
+                self.pool.give_back(bid);
+            }
+        }
+        conn.last_active = now;
+    }
+
+    /// Arms or pauses the receive and starts the next send of one direction.
+    pub(super) fn pump(&mut self, slot: usize, dir: Dir) {
+        let phase = self.conns[slot].phase;
+        let high_water = self.high_water();
+        let recv_allowed = match dir {
+            Dir::Up => phase != Phase::Closing,
+            Dir::Down => phase == Phase::Relay,
+        };
+        let send_allowed = match dir {
+            Dir::Up => phase == Phase::Relay,
+            Dir::Down => phase != Phase::Closing,
+        };
+        if recv_allowed {
+            let source = self.source(slot, dir);
+            let recv_op = if dir == Dir::Up { Op::RecvClient } else { Op::RecvTarget };
+            let token = self.token(slot, recv_op);
+            let conn = &mut self.conns[slot];
+            let pipe = conn.pipe(dir);
+            match (pipe.recv, source) {
+                (RecvState::Idle, Some(fd)) if !pipe.eof && pipe.queued < high_water => {
+                    pipe.recv = RecvState::Armed;
+                    conn.inflight += 1;
+                    self.ring.recv_multi(fd, self.pool.group(), token);
+                }
+                (RecvState::Armed, _) if pipe.queued >= high_water => {
+                    pipe.recv = RecvState::Cancelling;
+                    conn.inflight += 1;
+                    self.ring.cancel(token, self.token(slot, Op::Cancel));
+                }
+                _ => {}
+            }
+        }
+        if send_allowed {
+            let Some(sink) = self.sink(slot, dir) else {
+                return;
+            };
+            let send_op = if dir == Dir::Up { Op::SendTarget } else { Op::SendClient };
+            let token = self.token(slot, send_op);
+            let conn = &mut self.conns[slot];
+            let scratch = conn.scratch;
+            let pipe = conn.pipe(dir);
+            if pipe.sending {
+                return;
+            }
+            let Some(&seg) = pipe.segs.front() else {
+                return;
+            };
+            pipe.sending = true;
+            conn.inflight += 1;
+            match seg {
+                Seg::Buf { bid, off, len } => {
+                    if !self.ring.send_buf(sink, &self.pool, bid, off, len, token) {
+                        log::error!("send from a buffer that is not held");
+                        let conn = &mut self.conns[slot];
+                        conn.inflight -= 1;
+                        conn.pipe(dir).sending = false;
+                        self.begin_close(slot);
+                    }
+                }
+                Seg::Out { off, len } => {
+                    self.ring.send_out(sink, &self.scratch, scratch, off as usize, len as usize, token)
+                }
+            }
+        }
+    }
+
+    /// Relays half-closes: once a source has sent EOF and its bytes are delivered, shut
+    /// the sink's write side. The session ends when both directions are shut.
+    pub(super) fn drive_relay(&mut self, slot: usize) {
+        for dir in [Dir::Up, Dir::Down] {
+            let sink = self.sink(slot, dir);
+            let shut_op = if dir == Dir::Up { Op::ShutTarget } else { Op::ShutClient };
+            let token = self.token(slot, shut_op);
+            let conn = &mut self.conns[slot];
+            let pipe = conn.pipe(dir);
+            if pipe.eof && pipe.segs.is_empty() && !pipe.sending && !pipe.shut {
+                pipe.shut = true;
+                if let Some(fd) = sink {
+                    conn.inflight += 1;
+                    self.ring.shutdown_write(fd, token);
+                }
+            }
+        }
+        let conn = &self.conns[slot];
+        if conn.up.shut && conn.down.shut {
+            self.begin_close(slot);
+        }
+    }
+
+    /// After a failure reply: discard input, shut our side once the reply is out, and
+    /// close when the client does (or the linger deadline passes).
+    pub(super) fn drive_linger(&mut self, slot: usize) {
+        let token = self.token(slot, Op::ShutClient);
+        let conn = &mut self.conns[slot];
+        for seg in conn.up.segs.drain(..) {
+            if let Seg::Buf { bid, .. } = seg {
+                self.pool.give_back(bid);
+            }
+        }
+        conn.up.queued = 0;
+        if conn.down.segs.is_empty() && !conn.down.sending && !conn.down.shut {
+            conn.down.shut = true;
+            conn.inflight += 1;
+            self.ring.shutdown_write(Fd::Fixed(conn.client), token);
+        }
+        if conn.up.eof {
+            self.begin_close(slot);
+        }
+    }
+
+    /// Re-arms receives that ran out of buffers, oldest first, while buffers are back.
+    pub(super) fn rearm_starved(&mut self) {
+        let reserve = (self.pool.entries() as u32 / 8).max(1);
+        while self.pool.available() >= reserve {
+            let Some(token) = self.starved.pop_front() else {
+                return;
+            };
+            if !self.is_live(token) {
+                continue;
+            }
+            let slot = token.slot() as usize;
+            let dir = if token.op() == Some(Op::RecvClient) { Dir::Up } else { Dir::Down };
+            let pipe = self.conns[slot].pipe(dir);
+            if pipe.recv == RecvState::Starved {
+                pipe.recv = RecvState::Idle;
+                self.progress(slot);
+            }
+        }
+    }
+}
+
+fn opposite(dir: Dir) -> Dir {
+    match dir {
+        Dir::Up => Dir::Down,
+        Dir::Down => Dir::Up,
+    }
+}

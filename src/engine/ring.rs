@@ -1,0 +1,243 @@
+//! The shard's io_uring: set-up, submission and completion batching, and one builder per
+//! operation the engine uses.
+//!
+//! Every pointer a builder puts into a submission points into memory owned by a
+//! [`BufRing`], a [`ScratchPool`] or this `Ring`; the shard keeps all three alive until
+//! every operation has completed (see `Shard::drain`). That is the invariant behind the one
+//! `unsafe` push below, and why the rest of the engine never handles raw pointers.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use super::bufring::BufRing;
+use super::scratch::{ScratchId, ScratchPool, ADDR_CAP};
+use super::token::Token;
+
+/// A socket as io_uring sees it: a direct descriptor (index in the ring's file table) or
+/// a regular file descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fd {
+    Fixed(u32),
+    Raw(RawFd),
+}
+
+/// Builds an entry with `$fd` as `types::Fixed` or `types::Fd`.
+macro_rules! on_fd {
+    ($fd:expr, |$f:ident| $build:expr) => {
+        match $fd {
+            Fd::Fixed(i) => {
+                let $f = types::Fixed(i);
+                $build
+            }
+            Fd::Raw(r) => {
+                let $f = types::Fd(r);
+                $build
+            }
+        }
+    };
+}
+
+/// One completion, copied out of the ring so handlers may submit while processing it.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion {
+    pub token: Token,
+    pub result: i32,
+    pub flags: u32,
+}
+
+impl Completion {
+    /// Whether a multishot operation stays armed after this completion.
+    pub fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+
+    /// The provided buffer this completion filled.
+    pub fn buffer(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+}
+
+const SEND_FLAGS: i32 = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
+
+pub struct Ring {
+    uring: IoUring,
+    /// The connect timeout, read by the kernel when a linked timeout is submitted.
+    connect_timeout: Box<types::Timespec>,
+}
+
+impl Ring {
+    /// A ring for one shard thread: only this thread submits (SINGLE_ISSUER), completions
+    /// are processed when it asks (DEFER_TASKRUN), no interrupts for task work
+    /// (COOP_TASKRUN), and a direct-descriptor table of `files` slots.
+    pub fn new(sq_entries: u32, cq_entries: u32, files: u32, connect_timeout: Duration) -> io::Result<Ring> {
+        let uring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_coop_taskrun()
+            .setup_submit_all()
+            .setup_cqsize(cq_entries)
+            .build(sq_entries)?;
+        uring.submitter().register_files_sparse(files)?;
+        // Saves the fd lookup on every enter; not fatal if unsupported.
+        let _ = uring.submitter().register_ring_fd();
+        Ok(Ring {
+            uring,
+            connect_timeout: Box::new(
+                types::Timespec::new()
+                    .sec(connect_timeout.as_secs())
+                    .nsec(connect_timeout.subsec_nanos()),
+            ),
+        })
+    }
+
+    pub fn submitter(&self) -> io_uring::Submitter<'_> {
+        self.uring.submitter()
+    }
+
+    /// The ring's file descriptor, for MSG_RING wake-ups from other threads.
+    pub fn raw_fd(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.uring.as_raw_fd()
+    }
+
+    /// Room for `n` more entries, flushing the queue to the kernel if needed.
+    fn reserve(&mut self, n: usize) {
+        let sq = self.uring.submission();
+        if sq.capacity() - sq.len() < n {
+            drop(sq);
+            // An error here resurfaces at the next submit_and_wait.
+            let _ = self.uring.submit();
+        }
+    }
+
+    fn push(&mut self, entries: &[squeue::Entry]) {
+        self.reserve(entries.len());
+        let mut sq = self.uring.submission();
+        for e in entries {
+            // SAFETY: entries come from the builders below, whose pointers point into a
+            // BufRing, ScratchPool or this Ring, all kept alive until every operation has
+            // completed (module doc). `reserve` made room, so push cannot fail.
+            if unsafe { sq.push(e) }.is_err() {
+                debug_assert!(false, "submission queue full after reserve");
+            }
+        }
+    }
+
+    /// Submits everything queued and waits for at least one completion or `timeout`.
+    pub fn submit_and_wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ts = types::Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.uring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                // Timed out, interrupted, or completions to reap first: all fine.
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Moves up to `max` completions into `out`.
+    pub fn drain(&mut self, out: &mut Vec<Completion>, max: usize) {
+        let mut cq = self.uring.completion();
+        cq.sync();
+        for cqe in cq.take(max) {
+            out.push(Completion {
+                token: Token(cqe.user_data()),
+                result: cqe.result(),
+                flags: cqe.flags(),
+            });
+        }
+    }
+
+    pub fn accept_multi(&mut self, listener: RawFd, token: Token) {
+        let e = opcode::AcceptMulti::new(types::Fd(listener))
+            .allocate_file_index(true)
+            .build()
+            .user_data(token.0);
+        self.push(&[e]);
+    }
+
+    pub fn recv_multi(&mut self, fd: Fd, group: u16, token: Token) {
+        let e = on_fd!(fd, |f| opcode::RecvMulti::new(f, group).build()).user_data(token.0);
+        self.push(&[e]);
+    }
+
+    /// Sends `len` bytes of held buffer `bid` from `off`. False if the range is not held.
+    pub fn send_buf(&mut self, fd: Fd, pool: &BufRing, bid: u16, off: u32, len: u32, token: Token) -> bool {
+        let Some(ptr) = pool.send_ptr(bid, off, len) else {
+            return false;
+        };
+        let e = on_fd!(fd, |f| opcode::Send::new(f, ptr.as_ptr(), len).flags(SEND_FLAGS).build())
+            .user_data(token.0);
+        self.push(&[e]);
+        true
+    }
+
+    /// Sends bytes `off..off + len` of a scratch block's reply area.
+    pub fn send_out(&mut self, fd: Fd, scratch: &ScratchPool, id: ScratchId, off: usize, len: usize, token: Token) {
+        let len = len.min(super::scratch::OUT_CAP.saturating_sub(off)) as u32;
+        let ptr = scratch.out_ptr(id, off);
+        let e = on_fd!(fd, |f| opcode::Send::new(f, ptr, len).flags(SEND_FLAGS).build()).user_data(token.0);
+        self.push(&[e]);
+    }
+
+    /// Connects to the address stored in the scratch block, failing with ECANCELED after
+    /// the connect timeout (the linked timeout completes with `timeout_token`).
+    pub fn connect(&mut self, fd: Fd, scratch: &ScratchPool, id: ScratchId, addr_len: u32, token: Token, timeout_token: Token) {
+        let addr = scratch.connect_ptr(id);
+        let connect = on_fd!(fd, |f| opcode::Connect::new(f, addr, addr_len).build())
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(token.0);
+        let timeout = opcode::LinkTimeout::new(&*self.connect_timeout)
+            .build()
+            .user_data(timeout_token.0);
+        self.push(&[connect, timeout]);
+    }
+
+    /// getsockopt(SO_PEERNAME) into the scratch block; the result is the address length.
+    /// `len` must be the exact sockaddr size of the socket's family: the kernel refuses a
+    /// larger buffer (EINVAL) rather than writing less.
+    pub fn peer_name(&mut self, fd: Fd, scratch: &ScratchPool, id: ScratchId, len: u32, token: Token) {
+        let ptr = scratch.peer_ptr(id);
+        let e = on_fd!(fd, |f| opcode::GetSockOpt::new(
+            f,
+            libc::SOL_SOCKET as u32,
+            libc::SO_PEERNAME as u32,
+            ptr,
+            len.min(ADDR_CAP as u32)
+        )
+        .build())
+        .user_data(token.0);
+        self.push(&[e]);
+    }
+
+    pub fn shutdown_write(&mut self, fd: Fd, token: Token) {
+        let e = on_fd!(fd, |f| opcode::Shutdown::new(f, libc::SHUT_WR).build()).user_data(token.0);
+        self.push(&[e]);
+    }
+
+    /// Cancels every operation on `fd`.
+    pub fn cancel_fd(&mut self, fd: Fd, token: Token) {
+        let builder = on_fd!(fd, |f| types::CancelBuilder::fd(f).all());
+        let e = opcode::AsyncCancel2::new(builder).build().user_data(token.0);
+        self.push(&[e]);
+    }
+
+    /// Cancels the operation submitted with `target`.
+    pub fn cancel(&mut self, target: Token, token: Token) {
+        let e = opcode::AsyncCancel::new(target.0).build().user_data(token.0);
+        self.push(&[e]);
+    }
+
+    /// Closes a direct descriptor (regular descriptors are closed by dropping their owner).
+    pub fn close_fixed(&mut self, index: u32, token: Token) {
+        let e = opcode::Close::new(types::Fixed(index)).build().user_data(token.0);
+        self.push(&[e]);
+    }
+}

@@ -1,0 +1,314 @@
+//! One shard: a thread with its own ring, listeners, buffers, timers and sessions. Nothing
+//! here is shared with other shards on the hot path.
+//!
+//! The loop: publish returned buffers, submit everything queued and wait for completions
+//! (one system call), dispatch each completion by operation, advance the timer wheel,
+//! repeat. Handlers never block and never wait; they queue submissions.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+use socket2::Socket;
+
+use super::bufring::BufRing;
+use super::conn::{Conn, Dir, Phase};
+use super::mailbox::{Mailbox, Message};
+use super::ring::{Completion, Ring};
+use super::scratch::ScratchPool;
+use super::timer::{Tick, TimerWheel};
+use super::token::{Op, Token};
+use super::EngineConfig;
+use crate::resolve::Resolver;
+
+/// Timer resolution. Timeouts are configured in (fractions of) seconds; 50 ms keeps an
+/// idle shard to 20 wake-ups a second.
+pub const TICK: Duration = Duration::from_millis(50);
+
+/// Completions handled per loop turn before timers and submissions get their turn again.
+/// Large enough that a full turn amortises the enter system call, small enough that a
+/// flood of one kind cannot delay timers by more than a few milliseconds.
+const COMPLETIONS_PER_TURN: usize = 1024;
+
+/// How long a rejected client gets to read its reply and close before it is cut off.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What every shard of one server shares: configuration, resolver, the global session count.
+pub struct Shared {
+    pub config: EngineConfig,
+    pub resolver: Resolver,
+    pub active: AtomicUsize,
+}
+
+pub(super) struct Listener {
+    pub sock: Socket,
+    pub addr: std::net::SocketAddr,
+    pub armed: bool,
+    /// After an accept error, wait until this tick before re-arming (no busy loop when
+    /// descriptors or memory run out).
+    pub rearm_at: Option<Tick>,
+}
+
+/// Timeouts converted to ticks.
+pub(super) struct Ticks {
+    pub handshake: Tick,
+    pub connect: Tick,
+    pub idle: Tick,
+    pub linger: Tick,
+}
+
+pub struct Shard {
+    pub(super) ring: Ring,
+    pub(super) pool: BufRing,
+    pub(super) scratch: ScratchPool,
+    pub(super) conns: Slab<Conn>,
+    pub(super) gens: Vec<u16>,
+    pub(super) listeners: Vec<Listener>,
+    pub(super) timers: TimerWheel,
+    pub(super) mailbox: Arc<Mailbox>,
+    pub(super) shared: Arc<Shared>,
+    /// Receives that ran out of buffers, re-armed as buffers come back.
+    pub(super) starved: VecDeque<Token>,
+    pub(super) stopping: bool,
+    pub(super) ticks: Ticks,
+    /// Reused for handshake output.
+    pub(super) out: Vec<u8>,
+    epoch: Instant,
+}
+
+fn ticks(d: Duration) -> Tick {
+    d.as_millis().div_ceil(TICK.as_millis()).max(1) as Tick
+}
+
+impl Shard {
+    /// Builds a shard on the calling thread (the ring belongs to the thread that uses it).
+    pub fn new(shared: Arc<Shared>, listeners: Vec<(Socket, std::net::SocketAddr)>) -> io::Result<Shard> {
+        let cfg = &shared.config;
+        let sq = 4096;
+        let ring = Ring::new(sq, sq * 4, cfg.files_per_shard, cfg.connect_timeout)?;
+        let pool = BufRing::new(&ring.submitter(), 0, cfg.buffer_count, cfg.buffer_size)?;
+        let mailbox = Mailbox::new(ring.raw_fd());
+        Ok(Shard {
+            ticks: Ticks {
+                handshake: ticks(cfg.handshake_timeout),
+                connect: ticks(cfg.connect_timeout),
+                idle: ticks(cfg.idle_timeout),
+                linger: ticks(LINGER),
+            },
+            ring,
+            pool,
+            scratch: ScratchPool::default(),
+            conns: Slab::new(),
+            gens: Vec::new(),
+            listeners: listeners
+                .into_iter()
+                .map(|(sock, addr)| Listener {
+                    sock,
+                    addr,
+                    armed: false,
+                    rearm_at: None,
+                })
+                .collect(),
+            timers: TimerWheel::new(4096),
+            mailbox,
+            shared,
+            starved: VecDeque::new(),
+            stopping: false,
+            out: Vec::with_capacity(64),
+            epoch: Instant::now(),
+        })
+    }
+
+    pub fn mailbox(&self) -> Arc<Mailbox> {
+        self.mailbox.clone()
+    }
+
+    pub(super) fn now(&self) -> Tick {
+        self.timers.now()
+    }
+
+    /// Runs until shutdown, then returns once every operation has completed.
+    pub fn run(mut self) -> io::Result<()> {
+        self.arm_listeners();
+        let mut completions = Vec::with_capacity(COMPLETIONS_PER_TURN);
+        let mut fired = Vec::new();
+        loop {
+            self.pool.publish();
+            let wait = if self.timers.is_empty() && self.stopping {
+                Duration::from_millis(10)
+            } else {
+                TICK
+            };
+            self.ring.submit_and_wait(wait)?;
+            self.ring.drain(&mut completions, COMPLETIONS_PER_TURN);
+            for c in completions.drain(..) {
+                self.dispatch(c);
+            }
+            let now = (self.epoch.elapsed().as_millis() / TICK.as_millis()) as Tick;
+            if now > self.timers.now() {
+                self.timers.advance(now, &mut fired);
+                for key in fired.drain(..) {
+                    self.on_timer(Token(key));
+                }
+                self.retry_listeners();
+            }
+            self.rearm_starved();
+            if self.stopping && self.conns.is_empty() && self.listeners.iter().all(|l| !l.armed) {
+                break;
+            }
+        }
+        self.pool.publish();
+        let _ = self.pool.unregister(&self.ring.submitter());
+        Ok(())
+    }
+
+    fn dispatch(&mut self, c: Completion) {
+        let Some(op) = c.token.op() else {
+            return;
+        };
+        match op {
+            Op::Accept => self.on_accept(c),
+            Op::Wake => self.on_wake(),
+            Op::Ignore => {}
+            _ => self.dispatch_conn(op, c),
+        }
+    }
+
+    pub(super) fn is_live(&self, token: Token) -> bool {
+        let slot = token.slot() as usize;
+        self.conns.contains(slot) && self.gens.get(slot) == Some(&token.generation())
+    }
+
+    fn dispatch_conn(&mut self, op: Op, c: Completion) {
+        let slot = c.token.slot() as usize;
+        if !self.is_live(c.token) {
+            // Never expected: a slot is freed only when nothing is in flight. Keep the
+            // buffer pool whole anyway.
+            if let Some(bid) = c.buffer() {
+                if self.pool.take(bid) {
+                    self.pool.give_back(bid);
+                }
+            }
+            log::debug!("stale completion {:?} result {}", op, c.result);
+            return;
+        }
+        if !c.more() {
+            let conn = &mut self.conns[slot];
+            conn.inflight = conn.inflight.saturating_sub(1);
+        }
+        match op {
+            Op::PeerName => self.on_peer_name(slot, c),
+            Op::RecvClient => self.on_recv(slot, Dir::Up, c),
+            Op::RecvTarget => self.on_recv(slot, Dir::Down, c),
+            Op::SendClient => self.on_send(slot, Dir::Down, c),
+            Op::SendTarget => self.on_send(slot, Dir::Up, c),
+            Op::Connect => self.on_connect(slot, c),
+            Op::ConnectTimeout | Op::Cancel | Op::ShutClient | Op::ShutTarget => {}
+            _ => {}
+        }
+        self.progress(slot);
+    }
+
+    /// Takes the session as far as it can go after any event.
+    pub(super) fn progress(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get(slot) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Handshake => self.drive_handshake(slot),
+            Phase::Relay => self.drive_relay(slot),
+            Phase::Linger => self.drive_linger(slot),
+            Phase::Resolving | Phase::Connecting | Phase::Closing => {}
+        }
+        if self.conns[slot].phase != Phase::Closing {
+            self.pump(slot, Dir::Up);
+            self.pump(slot, Dir::Down);
+        }
+        let conn = &self.conns[slot];
+        if conn.phase == Phase::Closing && conn.inflight == 0 {
+            self.free(slot);
+        }
+    }
+
+    fn on_wake(&mut self) {
+        let mut msgs = Vec::new();
+        self.mailbox.drain(&mut msgs);
+        for msg in msgs {
+            match msg {
+                Message::Resolved { ticket, result } => self.on_resolved(Token(ticket), result),
+                Message::Shutdown => self.shutdown(),
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].armed {
+                let fd = super::ring::Fd::Raw(std::os::fd::AsRawFd::as_raw_fd(&self.listeners[i].sock));
+                self.ring.cancel_fd(fd, Token::new(Op::Ignore, 0, 0));
+            }
+        }
+        let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
+        for slot in slots {
+            self.begin_close(slot);
+            self.progress(slot);
+        }
+    }
+
+    /// Sets the deadline of the current phase, making sure a wheel entry will look at it.
+    pub(super) fn set_deadline(&mut self, slot: usize, at: Tick) {
+        let key = self.token(slot, Op::Ignore).0;
+        let conn = &mut self.conns[slot];
+        conn.deadline = at;
+        if conn.timer_at == 0 || at < conn.timer_at {
+            conn.timer_at = at;
+            self.timers.schedule(at, key);
+        }
+    }
+
+    fn on_timer(&mut self, key: Token) {
+        if !self.is_live(key) {
+            return;
+        }
+        let slot = key.slot() as usize;
+        let now = self.now();
+        let idle = self.ticks.idle;
+        let conn = &mut self.conns[slot];
+        if conn.timer_at > now {
+            // An earlier entry was replaced by this later one; that one will fire.
+            return;
+        }
+        conn.timer_at = 0;
+        if conn.phase == Phase::Relay {
+            conn.deadline = conn.last_active + idle;
+        }
+        if conn.deadline > now {
+            let at = conn.deadline;
+            self.set_deadline(slot, at);
+            return;
+        }
+        self.on_deadline(slot);
+        self.progress(slot);
+    }
+
+    pub(super) fn token(&self, slot: usize, op: Op) -> Token {
+        Token::new(op, slot as u32, self.gens[slot])
+    }
+
+    /// Inserts a session; the slot's generation is what its tokens carry.
+    pub(super) fn insert(&mut self, conn: Conn) -> usize {
+        let slot = self.conns.insert(conn);
+        if slot >= self.gens.len() {
+            self.gens.resize(slot + 1, 0);
+        }
+        self.shared.active.fetch_add(1, Ordering::Relaxed);
+        slot
+    }
+}

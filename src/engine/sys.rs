@@ -1,0 +1,57 @@
+//! Sockets the engine creates with plain system calls: listeners and outbound sockets.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Connections queued by the kernel per listener before accept.
+const BACKLOG: i32 = 4096;
+
+/// A listener for one shard. Every shard binds its own socket to the same address with
+/// SO_REUSEPORT, and the kernel spreads new connections across them.
+pub fn listener(addr: SocketAddr) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        // `[::]:1080` and `0.0.0.0:1080` can then both be listed.
+        sock.set_only_v6(true)?;
+    }
+    // Accepted sockets inherit it: replies and small relayed writes go out at once.
+    sock.set_nodelay(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(BACKLOG)?;
+    Ok(sock)
+}
+
+/// Checks that nobody else holds `addr` (SO_REUSEPORT would otherwise silently share the
+/// port with another process of the same user) and resolves port 0 to a real port.
+pub fn claim(addr: SocketAddr) -> io::Result<SocketAddr> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    probe.bind(&addr.into())?;
+    probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("listener has no IP address"))
+}
+
+/// A non-blocking TCP socket for an outbound connect to `target`.
+pub fn outbound(target: SocketAddr) -> io::Result<Socket> {
+    let sock = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    sock.set_nodelay(true)?;
+    Ok(sock)
+}
+
+pub fn local_addr(sock: &Socket) -> io::Result<SocketAddr> {
+    sock.local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("socket has no IP address"))
+}

@@ -1,0 +1,58 @@
+//! Ending a session: cancel what is in flight, wait for the last completion, then close and
+//! free. `close()` alone cancels nothing, and a slot or buffer reused before the last
+//! completion would receive someone else's bytes.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+
+use super::conn::{Phase, Seg};
+use super::ring::Fd;
+use super::shard::Shard;
+use super::token::{Op, Token};
+use crate::proto::ReplyCode;
+
+impl Shard {
+    pub(super) fn begin_close(&mut self, slot: usize) {
+        let cancel = self.token(slot, Op::Cancel);
+        let conn = &mut self.conns[slot];
+        if conn.phase == Phase::Closing {
+            return;
+        }
+        conn.phase = Phase::Closing;
+        if conn.inflight == 0 {
+            return;
+        }
+        conn.inflight += 1;
+        self.ring.cancel_fd(Fd::Fixed(conn.client), cancel);
+        if let Some(target) = &conn.target {
+            conn.inflight += 1;
+            self.ring.cancel_fd(Fd::Raw(target.as_raw_fd()), cancel);
+        }
+    }
+
+    /// Frees a closing session whose last completion has arrived.
+    pub(super) fn free(&mut self, slot: usize) {
+        let conn = self.conns.remove(slot);
+        debug_assert_eq!(conn.inflight, 0);
+        for seg in conn.up.segs.iter().chain(conn.down.segs.iter()) {
+            if let Seg::Buf { bid, .. } = *seg {
+                self.pool.give_back(bid);
+            }
+        }
+        self.ring.close_fixed(conn.client, Token::new(Op::Ignore, 0, 0));
+        drop(conn.target);
+        self.scratch.release(conn.scratch);
+        self.gens[slot] = self.gens[slot].wrapping_add(1);
+        self.shared.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The current phase's deadline has passed.
+    pub(super) fn on_deadline(&mut self, slot: usize) {
+        match self.conns[slot].phase {
+            Phase::Handshake | Phase::Relay | Phase::Linger => self.begin_close(slot),
+            Phase::Resolving => self.reject(slot, ReplyCode::HostUnreachable),
+            Phase::Connecting => self.reject(slot, ReplyCode::TtlExpired),
+            Phase::Closing => {}
+        }
+    }
+}
