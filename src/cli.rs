@@ -101,7 +101,10 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
     for part in s.split(',').map(str::trim) {
         let bad = || format!("`{part}` in `{s}` is not a CPU or a range like 0-3");
         let (lo, hi) = match part.split_once('-') {
-            Some((lo, hi)) => (lo.parse().map_err(|_| bad())?, hi.parse().map_err(|_| bad())?),
+            Some((lo, hi)) => (
+                lo.parse().map_err(|_| bad())?,
+                hi.parse().map_err(|_| bad())?,
+            ),
             None => {
                 let n = part.parse().map_err(|_| bad())?;
                 (n, n)

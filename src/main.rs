@@ -12,7 +12,17 @@ use ringsocks::config::{self, HostLimits};
 use ringsocks::engine::Server;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // One line, like every other start-up problem (clap adds a usage hint below).
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("ringsocks: {}", first.trim_start_matches("error: "));
+            return ExitCode::FAILURE;
+        }
+    };
     env_logger::Builder::new()
         .filter_level(args.log_level.filter())
         .format_target(false)

@@ -25,7 +25,8 @@ impl Shard {
         l.armed = true;
         l.rearm_at = None;
         let fd = l.sock.as_raw_fd();
-        self.ring.accept_multi(fd, Token::new(Op::Accept, i as u32, 0));
+        self.ring
+            .accept_multi(fd, Token::new(Op::Accept, i as u32, 0));
     }
 
     /// Re-arms listeners whose back-off after an accept error has passed.
@@ -112,7 +113,8 @@ impl Shard {
             std::mem::size_of::<libc::sockaddr_in>()
         };
         let token = self.token(slot, Op::PeerName);
-        self.ring.peer_name(client, &self.scratch, scratch, len as u32, token);
+        self.ring
+            .peer_name(client, &self.scratch, scratch, len as u32, token);
         self.ring
             .recv_multi(client, self.pool.group(), self.token(slot, Op::RecvClient));
         let at = now + self.ticks.handshake;
@@ -125,7 +127,10 @@ impl Shard {
             let peer = self.scratch.peer_addr(conn.scratch, c.result as usize);
             self.conns[slot].peer = peer;
         } else {
-            log::debug!("SO_PEERNAME failed: {}", std::io::Error::from_raw_os_error(-c.result));
+            log::debug!(
+                "SO_PEERNAME failed: {}",
+                std::io::Error::from_raw_os_error(-c.result)
+            );
         }
     }
 }

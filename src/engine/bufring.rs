@@ -88,7 +88,8 @@ impl BufRing {
     }
 
     fn is_held(&self, bid: u16) -> bool {
-        (bid as usize) < self.entries as usize && self.held[bid as usize / 64] & (1 << (bid % 64)) != 0
+        (bid as usize) < self.entries as usize
+            && self.held[bid as usize / 64] & (1 << (bid % 64)) != 0
     }
 
     /// Records that a completion handed buffer `bid` to userspace. Returns false for a bid
@@ -149,7 +150,8 @@ impl BufRing {
         // SAFETY: the tail field lives in the first ring entry of our mapping; the kernel
         // reads it concurrently, hence the atomic release store after the entries.
         unsafe {
-            let tail = BufRingEntry::tail(self.ring.addr() as *const BufRingEntry) as *const AtomicU16;
+            let tail =
+                BufRingEntry::tail(self.ring.addr() as *const BufRingEntry) as *const AtomicU16;
             (*tail).store(self.tail, Ordering::Release);
         }
         self.published = self.tail;
@@ -174,7 +176,10 @@ mod tests {
         let uring = ring();
         let pool = BufRing::new(&uring.submitter(), 1, 8, 4096).unwrap();
         assert_eq!(pool.available(), 8);
-        assert!(pool.data(0, 0, 10).is_empty(), "kernel-owned buffers are not readable");
+        assert!(
+            pool.data(0, 0, 10).is_empty(),
+            "kernel-owned buffers are not readable"
+        );
         pool.unregister(&uring.submitter()).unwrap();
     }
 

@@ -29,7 +29,9 @@ impl Shard {
                 let at = self.now() + self.ticks.connect;
                 self.set_deadline(slot, at);
                 let ticket = self.token(slot, Op::Ignore).0;
-                self.shared.resolver.resolve(host, ticket, self.mailbox.clone());
+                self.shared
+                    .resolver
+                    .resolve(host, ticket, self.mailbox.clone());
             }
         }
     }
@@ -89,7 +91,10 @@ impl Shard {
                     conn.inflight += 2;
                     let id = conn.scratch;
                     let len = self.scratch.set_connect_addr(id, addr);
-                    let (t, tt) = (self.token(slot, Op::Connect), self.token(slot, Op::ConnectTimeout));
+                    let (t, tt) = (
+                        self.token(slot, Op::Connect),
+                        self.token(slot, Op::ConnectTimeout),
+                    );
                     self.ring.connect(fd, &self.scratch, id, len, t, tt);
                     // The linked timeout ends the attempt; this only backs it up.
                     let at = self.now() + self.ticks.connect + 2;

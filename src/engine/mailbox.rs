@@ -43,7 +43,10 @@ impl Mailbox {
     }
 
     pub fn post(&self, msg: Message) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg);
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
             wake(self.ring_fd);
         }

@@ -34,10 +34,6 @@ impl Mapping {
     pub fn addr(&self) -> *mut u8 {
         self.addr
     }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
 }
 
 impl Drop for Mapping {

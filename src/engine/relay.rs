@@ -113,7 +113,11 @@ impl Shard {
         };
         if recv_allowed {
             let source = self.source(slot, dir);
-            let recv_op = if dir == Dir::Up { Op::RecvClient } else { Op::RecvTarget };
+            let recv_op = if dir == Dir::Up {
+                Op::RecvClient
+            } else {
+                Op::RecvTarget
+            };
             let token = self.token(slot, recv_op);
             let conn = &mut self.conns[slot];
             let pipe = conn.pipe(dir);
@@ -135,7 +139,11 @@ impl Shard {
             let Some(sink) = self.sink(slot, dir) else {
                 return;
             };
-            let send_op = if dir == Dir::Up { Op::SendTarget } else { Op::SendClient };
+            let send_op = if dir == Dir::Up {
+                Op::SendTarget
+            } else {
+                Op::SendClient
+            };
             let token = self.token(slot, send_op);
             let conn = &mut self.conns[slot];
             let scratch = conn.scratch;
@@ -158,9 +166,14 @@ impl Shard {
                         self.begin_close(slot);
                     }
                 }
-                Seg::Out { off, len } => {
-                    self.ring.send_out(sink, &self.scratch, scratch, off as usize, len as usize, token)
-                }
+                Seg::Out { off, len } => self.ring.send_out(
+                    sink,
+                    &self.scratch,
+                    scratch,
+                    off as usize,
+                    len as usize,
+                    token,
+                ),
             }
         }
     }
@@ -170,7 +183,11 @@ impl Shard {
     pub(super) fn drive_relay(&mut self, slot: usize) {
         for dir in [Dir::Up, Dir::Down] {
             let sink = self.sink(slot, dir);
-            let shut_op = if dir == Dir::Up { Op::ShutTarget } else { Op::ShutClient };
+            let shut_op = if dir == Dir::Up {
+                Op::ShutTarget
+            } else {
+                Op::ShutClient
+            };
             let token = self.token(slot, shut_op);
             let conn = &mut self.conns[slot];
             let pipe = conn.pipe(dir);
@@ -220,7 +237,11 @@ impl Shard {
                 continue;
             }
             let slot = token.slot() as usize;
-            let dir = if token.op() == Some(Op::RecvClient) { Dir::Up } else { Dir::Down };
+            let dir = if token.op() == Some(Op::RecvClient) {
+                Dir::Up
+            } else {
+                Dir::Down
+            };
             let pipe = self.conns[slot].pipe(dir);
             if pipe.recv == RecvState::Starved {
                 pipe.recv = RecvState::Idle;

@@ -72,7 +72,12 @@ impl Ring {
     /// A ring for one shard thread: only this thread submits (SINGLE_ISSUER), completions
     /// are processed when it asks (DEFER_TASKRUN), no interrupts for task work
     /// (COOP_TASKRUN), and a direct-descriptor table of `files` slots.
-    pub fn new(sq_entries: u32, cq_entries: u32, files: u32, connect_timeout: Duration) -> io::Result<Ring> {
+    pub fn new(
+        sq_entries: u32,
+        cq_entries: u32,
+        files: u32,
+        connect_timeout: Duration,
+    ) -> io::Result<Ring> {
         let uring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
@@ -136,7 +141,9 @@ impl Ring {
             Ok(_) => Ok(()),
             Err(e) => match e.raw_os_error() {
                 // Timed out, interrupted, or completions to reap first: all fine.
-                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+                    Ok(())
+                }
                 _ => Err(e),
             },
         }
@@ -169,27 +176,56 @@ impl Ring {
     }
 
     /// Sends `len` bytes of held buffer `bid` from `off`. False if the range is not held.
-    pub fn send_buf(&mut self, fd: Fd, pool: &BufRing, bid: u16, off: u32, len: u32, token: Token) -> bool {
+    pub fn send_buf(
+        &mut self,
+        fd: Fd,
+        pool: &BufRing,
+        bid: u16,
+        off: u32,
+        len: u32,
+        token: Token,
+    ) -> bool {
         let Some(ptr) = pool.send_ptr(bid, off, len) else {
             return false;
         };
-        let e = on_fd!(fd, |f| opcode::Send::new(f, ptr.as_ptr(), len).flags(SEND_FLAGS).build())
-            .user_data(token.0);
+        let e = on_fd!(fd, |f| opcode::Send::new(f, ptr.as_ptr(), len)
+            .flags(SEND_FLAGS)
+            .build())
+        .user_data(token.0);
         self.push(&[e]);
         true
     }
 
     /// Sends bytes `off..off + len` of a scratch block's reply area.
-    pub fn send_out(&mut self, fd: Fd, scratch: &ScratchPool, id: ScratchId, off: usize, len: usize, token: Token) {
+    pub fn send_out(
+        &mut self,
+        fd: Fd,
+        scratch: &ScratchPool,
+        id: ScratchId,
+        off: usize,
+        len: usize,
+        token: Token,
+    ) {
         let len = len.min(super::scratch::OUT_CAP.saturating_sub(off)) as u32;
         let ptr = scratch.out_ptr(id, off);
-        let e = on_fd!(fd, |f| opcode::Send::new(f, ptr, len).flags(SEND_FLAGS).build()).user_data(token.0);
+        let e = on_fd!(fd, |f| opcode::Send::new(f, ptr, len)
+            .flags(SEND_FLAGS)
+            .build())
+        .user_data(token.0);
         self.push(&[e]);
     }
 
     /// Connects to the address stored in the scratch block, failing with ECANCELED after
     /// the connect timeout (the linked timeout completes with `timeout_token`).
-    pub fn connect(&mut self, fd: Fd, scratch: &ScratchPool, id: ScratchId, addr_len: u32, token: Token, timeout_token: Token) {
+    pub fn connect(
+        &mut self,
+        fd: Fd,
+        scratch: &ScratchPool,
+        id: ScratchId,
+        addr_len: u32,
+        token: Token,
+        timeout_token: Token,
+    ) {
         let addr = scratch.connect_ptr(id);
         let connect = on_fd!(fd, |f| opcode::Connect::new(f, addr, addr_len).build())
             .flags(squeue::Flags::IO_LINK)
@@ -203,7 +239,14 @@ impl Ring {
     /// getsockopt(SO_PEERNAME) into the scratch block; the result is the address length.
     /// `len` must be the exact sockaddr size of the socket's family: the kernel refuses a
     /// larger buffer (EINVAL) rather than writing less.
-    pub fn peer_name(&mut self, fd: Fd, scratch: &ScratchPool, id: ScratchId, len: u32, token: Token) {
+    pub fn peer_name(
+        &mut self,
+        fd: Fd,
+        scratch: &ScratchPool,
+        id: ScratchId,
+        len: u32,
+        token: Token,
+    ) {
         let ptr = scratch.peer_ptr(id);
         let e = on_fd!(fd, |f| opcode::GetSockOpt::new(
             f,
@@ -225,19 +268,25 @@ impl Ring {
     /// Cancels every operation on `fd`.
     pub fn cancel_fd(&mut self, fd: Fd, token: Token) {
         let builder = on_fd!(fd, |f| types::CancelBuilder::fd(f).all());
-        let e = opcode::AsyncCancel2::new(builder).build().user_data(token.0);
+        let e = opcode::AsyncCancel2::new(builder)
+            .build()
+            .user_data(token.0);
         self.push(&[e]);
     }
 
     /// Cancels the operation submitted with `target`.
     pub fn cancel(&mut self, target: Token, token: Token) {
-        let e = opcode::AsyncCancel::new(target.0).build().user_data(token.0);
+        let e = opcode::AsyncCancel::new(target.0)
+            .build()
+            .user_data(token.0);
         self.push(&[e]);
     }
 
     /// Closes a direct descriptor (regular descriptors are closed by dropping their owner).
     pub fn close_fixed(&mut self, index: u32, token: Token) {
-        let e = opcode::Close::new(types::Fixed(index)).build().user_data(token.0);
+        let e = opcode::Close::new(types::Fixed(index))
+            .build()
+            .user_data(token.0);
         self.push(&[e]);
     }
 }

@@ -121,7 +121,11 @@ mod tests {
         let a = pool.alloc();
         let p = pool.out_ptr(a, 0);
         let ids: Vec<_> = (0..200).map(|_| pool.alloc()).collect();
-        assert_eq!(pool.out_ptr(a, 0), p, "growing the pool never moves a block");
+        assert_eq!(
+            pool.out_ptr(a, 0),
+            p,
+            "growing the pool never moves a block"
+        );
         pool.release(ids[5]);
         assert_eq!(pool.alloc(), ids[5]);
     }

@@ -85,7 +85,10 @@ fn ticks(d: Duration) -> Tick {
 
 impl Shard {
     /// Builds a shard on the calling thread (the ring belongs to the thread that uses it).
-    pub fn new(shared: Arc<Shared>, listeners: Vec<(Socket, std::net::SocketAddr)>) -> io::Result<Shard> {
+    pub fn new(
+        shared: Arc<Shared>,
+        listeners: Vec<(Socket, std::net::SocketAddr)>,
+    ) -> io::Result<Shard> {
         let cfg = &shared.config;
         let sq = 4096;
         let ring = Ring::new(sq, sq * 4, cfg.files_per_shard, cfg.connect_timeout)?;
@@ -251,7 +254,8 @@ impl Shard {
         self.stopping = true;
         for i in 0..self.listeners.len() {
             if self.listeners[i].armed {
-                let fd = super::ring::Fd::Raw(std::os::fd::AsRawFd::as_raw_fd(&self.listeners[i].sock));
+                let fd =
+                    super::ring::Fd::Raw(std::os::fd::AsRawFd::as_raw_fd(&self.listeners[i].sock));
                 self.ring.cancel_fd(fd, Token::new(Op::Ignore, 0, 0));
             }
         }

@@ -39,7 +39,8 @@ impl Shard {
                 self.pool.give_back(bid);
             }
         }
-        self.ring.close_fixed(conn.client, Token::new(Op::Ignore, 0, 0));
+        self.ring
+            .close_fixed(conn.client, Token::new(Op::Ignore, 0, 0));
         drop(conn.target);
         self.scratch.release(conn.scratch);
         self.gens[slot] = self.gens[slot].wrapping_add(1);

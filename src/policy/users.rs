@@ -51,7 +51,9 @@ impl Users {
                 )));
             }
             if let Some(first) = first_line.insert(user.to_string(), line) {
-                return Err(err(format!("user `{user}` already defined on line {first}")));
+                return Err(err(format!(
+                    "user `{user}` already defined on line {first}"
+                )));
             }
             passwords.insert(user.as_bytes().to_vec(), pass.as_bytes().to_vec());
         }

@@ -96,7 +96,9 @@ impl Request {
         // RSV (buf[2]) is ignored: RFC 1928 reserves it, and rejecting a non-zero value
         // only breaks clients that leave garbage there.
         let command = buf[1];
-        Ok(Address::parse(&buf[3..])?.map(|address| Request { command, address }).add(3))
+        Ok(Address::parse(&buf[3..])?
+            .map(|address| Request { command, address })
+            .add(3))
     }
 
     pub fn emit(&self, out: &mut Vec<u8>) {
@@ -132,7 +134,9 @@ impl Reply {
             return Err(Error::BadRequestVersion(buf[0]));
         }
         let code = ReplyCode::from_u8(buf[1]);
-        Ok(Address::parse(&buf[3..])?.map(|bound| Reply { code, bound }).add(3))
+        Ok(Address::parse(&buf[3..])?
+            .map(|bound| Reply { code, bound })
+            .add(3))
     }
 
     pub fn emit(&self, out: &mut Vec<u8>) {

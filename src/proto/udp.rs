@@ -24,13 +24,9 @@ impl Header {
         let frag = datagram[2];
         match Address::parse(&datagram[3..])? {
             Parse::Incomplete => Ok(None),
-            Parse::Complete { msg, consumed } => Ok(Some((
-                Header {
-                    frag,
-                    address: msg,
-                },
-                3 + consumed,
-            ))),
+            Parse::Complete { msg, consumed } => {
+                Ok(Some((Header { frag, address: msg }, 3 + consumed)))
+            }
         }
     }
 
