@@ -45,7 +45,7 @@ pub struct Args {
 
     /// CPUs to pin shards to, e.g. `0-3,8` (default: this process's CPU set).
     #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
-    pub cpus: Option<Vec<usize>>,
+    pub cpus: Option<CpuList>,
 
     /// Time a client has to finish its handshake.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
@@ -83,6 +83,10 @@ pub struct Args {
     pub log_level: LogLevel,
 }
 
+/// CPU numbers, in the order given, without repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
 /// Seconds, fractions allowed ("0.5"); more than zero.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
     let v: f64 = s
@@ -96,7 +100,7 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 /// A CPU list such as `0-3,8`.
-pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
     let mut cpus = Vec::new();
     for part in s.split(',').map(str::trim) {
         let bad = || format!("`{part}` in `{s}` is not a CPU or a range like 0-3");
@@ -119,7 +123,7 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
             }
         }
     }
-    Ok(cpus)
+    Ok(CpuList(cpus))
 }
 
 fn parse_buffer_count(s: &str) -> Result<u16, String> {
@@ -135,9 +139,9 @@ mod tests {
 
     #[test]
     fn cpu_lists() {
-        assert_eq!(parse_cpu_list("0-3,8").unwrap(), vec![0, 1, 2, 3, 8]);
-        assert_eq!(parse_cpu_list("2").unwrap(), vec![2]);
-        assert_eq!(parse_cpu_list("1,1-2").unwrap(), vec![1, 2]);
+        assert_eq!(parse_cpu_list("0-3,8").unwrap().0, vec![0, 1, 2, 3, 8]);
+        assert_eq!(parse_cpu_list("2").unwrap().0, vec![2]);
+        assert_eq!(parse_cpu_list("1,1-2").unwrap().0, vec![1, 2]);
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("a").is_err());
         assert!(parse_cpu_list("").is_err());

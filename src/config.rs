@@ -79,7 +79,7 @@ pub fn build(args: &Args, host: HostLimits) -> Result<EngineConfig, ConfigError>
     };
 
     let cpus = match &args.cpus {
-        Some(list) => list.clone(),
+        Some(list) => list.0.clone(),
         None => match core_affinity::get_core_ids() {
             Some(ids) if !ids.is_empty() => ids.into_iter().map(|c| c.id).collect(),
             _ => Vec::new(),
