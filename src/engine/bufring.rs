@@ -116,10 +116,27 @@ impl BufRing {
         unsafe { std::slice::from_raw_parts(self.bufs.addr().add(start), len as usize) }
     }
 
-    /// Address of byte `off` of a held buffer, for a send the kernel reads from.
+    /// Address of byte `off` of a held buffer whose range `off..off + len` is in bounds,
+    /// for an operation the kernel reads from.
     pub(super) fn send_ptr(&self, bid: u16, off: u32, len: u32) -> Option<NonNull<u8>> {
-        let slice = self.data(bid, off, len);
-        (!slice.is_empty()).then(|| NonNull::from(slice).cast())
+        if !self.is_held(bid) || off as u64 + len as u64 > self.buf_size as u64 {
+            return None;
+        }
+        let start = bid as usize * self.buf_size as usize + off as usize;
+        // SAFETY: `start` ≤ the mapping's length (checked above), so the pointer is in or
+        // one past the mapping, never dereferenced here.
+        NonNull::new(unsafe { self.bufs.addr().add(start) })
+    }
+
+    /// Copies `bytes` into a held buffer at `off`. False if not held or out of bounds.
+    pub fn write(&mut self, bid: u16, off: u32, bytes: &[u8]) -> bool {
+        let Some(ptr) = self.send_ptr(bid, off, bytes.len() as u32) else {
+            return false;
+        };
+        // SAFETY: the range is inside the mapping and the buffer is held by userspace, so
+        // the kernel is not writing it; `bytes` cannot overlap it (it is borrowed apart).
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
+        true
     }
 
     /// Returns a held buffer to the ring (visible to the kernel after [`BufRing::publish`]).

@@ -66,7 +66,24 @@ pub struct Ring {
     uring: IoUring,
     /// The connect timeout, read by the kernel when a linked timeout is submitted.
     connect_timeout: Box<types::Timespec>,
+    /// The shape of every multishot datagram receive: room for an IPv6 source address,
+    /// no control data.
+    recvmsg: Box<libc::msghdr>,
 }
+
+/// Where the destination address of a datagram send is stored.
+#[derive(Debug, Clone, Copy)]
+pub enum DatagramDest {
+    /// At the start of the datagram's own buffer.
+    InBuffer { len: u32 },
+    /// In the connect area of a scratch block.
+    Scratch { id: ScratchId, len: u32 },
+}
+
+/// Bytes a multishot datagram receive puts before the payload in each buffer: the
+/// `io_uring_recvmsg_out` header and the source address area.
+pub const DATAGRAM_PREFIX: usize = std::mem::size_of::<types::RecvMsgOut<'static>>() + RECV_NAME_LEN;
+const RECV_NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_in6>();
 
 impl Ring {
     /// A ring for one shard thread: only this thread submits (SINGLE_ISSUER), completions
@@ -95,6 +112,12 @@ impl Ring {
                     .sec(connect_timeout.as_secs())
                     .nsec(connect_timeout.subsec_nanos()),
             ),
+            recvmsg: Box::new({
+                // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
+                let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+                m.msg_namelen = RECV_NAME_LEN as u32;
+                m
+            }),
         })
     }
 
@@ -282,6 +305,75 @@ impl Ring {
         self.push(&[e]);
     }
 
+    /// Multishot receive of datagrams with their source address.
+    pub fn recvmsg_multi(&mut self, fd: Fd, group: u16, token: Token) {
+        let msghdr = &*self.recvmsg as *const libc::msghdr;
+        let e = on_fd!(fd, |f| opcode::RecvMsgMulti::new(f, msghdr, group).build()).user_data(token.0);
+        self.push(&[e]);
+    }
+
+    /// Reads a filled datagram buffer: (source address, payload offset, payload length).
+    /// `None` if the datagram was truncated or the layout is not the expected one.
+    pub fn datagram(&self, buf: &[u8]) -> Option<(std::net::SocketAddr, usize, usize)> {
+        let out = types::RecvMsgOut::parse(buf, &self.recvmsg).ok()?;
+        if out.is_payload_truncated() || out.is_name_data_truncated() {
+            return None;
+        }
+        let src = super::sockaddr::decode(out.name_data())?;
+        let len = out.payload_data().len();
+        let off = buf.len() - len;
+        (off == DATAGRAM_PREFIX).then_some((src, off, len))
+    }
+
+    /// Sends `len` bytes of held buffer `bid` from `off` to the address at `dest`.
+    pub fn send_datagram(
+        &mut self,
+        fd: Fd,
+        pool: &BufRing,
+        bid: u16,
+        off: u32,
+        len: u32,
+        dest: DatagramDest,
+        scratch: &ScratchPool,
+        token: Token,
+    ) -> bool {
+        let (addr, addr_len) = match dest {
+            DatagramDest::InBuffer { len } => match pool.send_ptr(bid, 0, len) {
+                Some(p) => (p.as_ptr() as *const libc::sockaddr, len),
+                None => return false,
+            },
+            DatagramDest::Scratch { id, len } => (scratch.connect_ptr(id), len),
+        };
+        let Some(ptr) = pool.send_ptr(bid, off, len) else {
+            return false;
+        };
+        let e = on_fd!(fd, |f| opcode::Send::new(f, ptr.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .dest_addr(addr)
+            .dest_addr_len(addr_len)
+            .build())
+        .user_data(token.0);
+        self.push(&[e]);
+        true
+    }
+
+    /// Accepts one connection on a regular listener; the peer address goes to the scratch
+    /// block's peer area (its length to the connect area).
+    pub fn accept_one(&mut self, listener: RawFd, scratch: &ScratchPool, id: ScratchId, token: Token) {
+        let (addr, addr_len) = scratch.accept_ptrs(id);
+        let e = opcode::Accept::new(types::Fd(listener), addr, addr_len)
+            .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+            .build()
+            .user_data(token.0);
+        self.push(&[e]);
+    }
+
+    /// Installs a direct descriptor as a regular one (result: the new descriptor).
+    pub fn install_fixed(&mut self, index: u32, token: Token) {
+        let e = opcode::FixedFdInstall::new(types::Fixed(index), 0).build().user_data(token.0);
+        self.push(&[e]);
+    }
+
     /// Closes a direct descriptor (regular descriptors are closed by dropping their owner).
     pub fn close_fixed(&mut self, index: u32, token: Token) {
         let e = opcode::Close::new(types::Fixed(index))
@@ -289,4 +381,12 @@ impl Ring {
             .user_data(token.0);
         self.push(&[e]);
     }
+}
+
+/// Takes ownership of a descriptor a completion just returned (accept, fixed-fd install).
+pub fn adopt(fd: i32) -> Option<socket2::Socket> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` is a new descriptor the kernel created for this completion; nothing
+    // else in the process knows it, so the Socket is its only owner.
+    (fd >= 0).then(|| unsafe { socket2::Socket::from_raw_fd(fd) })
 }

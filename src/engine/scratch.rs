@@ -19,6 +19,8 @@ struct Block {
     out: [u8; OUT_CAP],
     connect: [u8; ADDR_CAP],
     peer: [u8; ADDR_CAP],
+    /// accept's in/out address length.
+    peer_len: libc::socklen_t,
 }
 
 const CHUNK: usize = 64;
@@ -45,6 +47,7 @@ impl ScratchPool {
                     out: [0; OUT_CAP],
                     connect: [0; ADDR_CAP],
                     peer: [0; ADDR_CAP],
+                    peer_len: 0,
                 })
             })
             .collect();
@@ -100,6 +103,27 @@ impl ScratchPool {
     pub(super) fn peer_ptr(&self, id: ScratchId) -> *mut libc::c_void {
         // SAFETY: a pointer into a live block, not dereferenced here.
         unsafe { std::ptr::addr_of_mut!((*self.block(id)).peer) as *mut libc::c_void }
+    }
+
+    /// Pointers for an accept that writes the peer's address into the peer area.
+    pub(super) fn accept_ptrs(&self, id: ScratchId) -> (*mut libc::sockaddr, *mut libc::socklen_t) {
+        let block = self.block(id);
+        // SAFETY: the block is live; the length is set before the kernel reads it, and no
+        // operation touching this area is in flight while a new accept is prepared.
+        unsafe {
+            *std::ptr::addr_of_mut!((*block).peer_len) = ADDR_CAP as libc::socklen_t;
+            (
+                std::ptr::addr_of_mut!((*block).peer) as *mut libc::sockaddr,
+                std::ptr::addr_of_mut!((*block).peer_len),
+            )
+        }
+    }
+
+    /// Decodes the address an accept wrote.
+    pub fn accepted_peer(&self, id: ScratchId) -> Option<SocketAddr> {
+        // SAFETY: the accept has completed, so nothing writes the length concurrently.
+        let len = unsafe { *std::ptr::addr_of!((*self.block(id)).peer_len) };
+        self.peer_addr(id, len as usize)
     }
 
     /// Decodes the SO_PEERNAME result the kernel wrote (`len` bytes).

@@ -1,15 +1,17 @@
 //! `user_data` of every submission: which operation, on which slot, of which generation.
 //!
 //! ```text
-//!  63        56 55        48 47               32 31                              0
-//! +------------+------------+-------------------+---------------------------------+
-//! |     op     |  reserved  |    generation     |              slot               |
-//! +------------+------------+-------------------+---------------------------------+
+//!  63        56 55               40 39               24 23                        0
+//! +------------+-------------------+-------------------+---------------------------+
+//! |     op     |    generation     |        aux        |           slot            |
+//! +------------+-------------------+-------------------+---------------------------+
 //! ```
 //!
 //! A slot is reused as soon as its connection is freed, while late completions of the old
-//! connection can still arrive; the generation tells them apart. Listener operations put
-//! the listener index in `slot`; wake-ups use [`Op::Wake`] with no slot.
+//! connection can still arrive; the generation tells them apart. `aux` carries what one
+//! operation needs beyond its session (the buffer of a datagram send, which UDP socket a
+//! receive is on). Listener operations put the listener index in `slot`; wake-ups use
+//! [`Op::Wake`] with no slot.
 
 /// What a completion is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,12 +41,16 @@ pub enum Op {
     Ignore,
     /// BIND: accept of the one incoming connection.
     BindAccept,
-    /// UDP ASSOCIATE: receive on / send from the relay socket.
+    /// UDP ASSOCIATE: receive on one of the association's sockets (aux: which).
     UdpRecv,
+    /// UDP ASSOCIATE: a datagram send (aux: its buffer).
     UdpSend,
+    /// UDP ASSOCIATE: the control connection's descriptor installed as a regular one, to
+    /// read its local address.
+    InstallFd,
 }
 
-const OPS: [Op; 17] = [
+const OPS: [Op; 18] = [
     Op::Accept,
     Op::Accept,
     Op::Wake,
@@ -62,10 +68,14 @@ const OPS: [Op; 17] = [
     Op::BindAccept,
     Op::UdpRecv,
     Op::UdpSend,
+    Op::InstallFd,
 ];
 
-const SLOT_BITS: u32 = 32;
-const GEN_SHIFT: u32 = 32;
+const SLOT_BITS: u32 = 24;
+/// Sessions per shard are capped below this.
+pub const MAX_SLOTS: usize = 1 << SLOT_BITS;
+const AUX_SHIFT: u32 = 24;
+const GEN_SHIFT: u32 = 40;
 const OP_SHIFT: u32 = 56;
 
 /// A packed `user_data`.
@@ -74,7 +84,17 @@ pub struct Token(pub u64);
 
 impl Token {
     pub fn new(op: Op, slot: u32, generation: u16) -> Token {
-        Token(((op as u64) << OP_SHIFT) | ((generation as u64) << GEN_SHIFT) | slot as u64)
+        Token::with_aux(op, slot, generation, 0)
+    }
+
+    pub fn with_aux(op: Op, slot: u32, generation: u16, aux: u16) -> Token {
+        debug_assert!((slot as usize) < MAX_SLOTS);
+        Token(
+            ((op as u64) << OP_SHIFT)
+                | ((generation as u64) << GEN_SHIFT)
+                | ((aux as u64) << AUX_SHIFT)
+                | (slot as u64 & ((1 << SLOT_BITS) - 1)),
+        )
     }
 
     /// The operation, or `None` for a value no submission of ours carries.
@@ -94,9 +114,8 @@ impl Token {
         (self.0 >> GEN_SHIFT) as u16
     }
 
-    /// The same slot and generation with another operation.
-    pub fn with_op(self, op: Op) -> Token {
-        Token::new(op, self.slot(), self.generation())
+    pub fn aux(self) -> u16 {
+        (self.0 >> AUX_SHIFT) as u16
     }
 }
 
@@ -107,11 +126,13 @@ mod tests {
     #[test]
     fn packs_and_unpacks_every_op() {
         for &op in &OPS[1..] {
-            for &(slot, generation) in &[(0, 0), (1, 1), (u32::MAX, u16::MAX), (12345, 777)] {
-                let t = Token::new(op, slot, generation);
+            let max = MAX_SLOTS as u32 - 1;
+            for &(slot, generation, aux) in &[(0, 0, 0), (1, 1, 1), (max, u16::MAX, u16::MAX), (12345, 777, 9)] {
+                let t = Token::with_aux(op, slot, generation, aux);
                 assert_eq!(t.op(), Some(op));
                 assert_eq!(t.slot(), slot);
                 assert_eq!(t.generation(), generation);
+                assert_eq!(t.aux(), aux);
             }
         }
     }

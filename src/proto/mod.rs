@@ -15,7 +15,9 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+pub mod association;
 pub mod auth;
+pub mod bind;
 mod error;
 mod handshake;
 mod reply;
