@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use common::curl::curl;
 use common::data::sha256;
 use common::http::HttpServer;
-use common::{Pattern, Server, UsersFile};
+use common::{Pattern, Server, Sha256Digest, UsersFile};
 
 /// Not a multiple of any buffer size, so a short or padded last buffer shows.
 const FILE_LEN: usize = (6 << 20) + 4093;
@@ -38,6 +38,12 @@ fn url_by_ip(addr: SocketAddr) -> String {
     format!("http://{addr}/file")
 }
 
+/// The served file's SHA-256, computed once (hashing is slow in a debug build).
+fn body_sha256() -> Sha256Digest {
+    static DIGEST: OnceLock<Sha256Digest> = OnceLock::new();
+    *DIGEST.get_or_init(|| sha256(&body()))
+}
+
 #[track_caller]
 fn assert_downloaded(out: &Output, mode: &str) {
     let body = body();
@@ -48,7 +54,7 @@ fn assert_downloaded(out: &Output, mode: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.stdout.len(), body.len(), "curl {mode}: length");
-    assert_eq!(sha256(&out.stdout), sha256(&body), "curl {mode}: SHA-256");
+    assert_eq!(sha256(&out.stdout), body_sha256(), "curl {mode}: SHA-256");
 }
 
 /// Downloads the file by name through a fresh server with curl's proxy flag `mode`.
