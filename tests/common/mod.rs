@@ -1,0 +1,21 @@
+//! Support for the integration tests: the server under test, the peers it talks to, a raw
+//! SOCKS client and bounded waits.
+//!
+//! Every blocking call here has a deadline, so a server that hangs fails a test instead of
+//! stalling the suite. All traffic stays on loopback.
+
+// Each test file uses only part of this module.
+#![allow(dead_code, unused_imports)]
+
+pub mod curl;
+pub mod data;
+pub mod http;
+pub mod server;
+pub mod socks;
+pub mod target;
+pub mod wait;
+
+pub use data::{Pattern, Sha256Digest};
+pub use server::{Server, UsersFile};
+pub use target::{EchoServer, Target};
+pub use wait::{expect_closed, wait_until, IO_TIMEOUT};

@@ -1,0 +1,299 @@
+//! The server under test as a child process: started with its real command line, its
+//! ports learnt from the `listening on ADDR:PORT` lines it prints, killed on drop.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+use super::wait::wait_until;
+
+/// The binary cargo built for this test run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ringsocks");
+
+/// How long start-up may take before the test gives up (a debug build on a busy machine).
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a process that was told to stop, or that should fail at start-up, may take.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+const LISTENING_PREFIX: &str = "listening on ";
+
+/// A running ringsocks. Dropping it kills the process; if the test is failing, the
+/// server's stderr is printed so the failure explains itself.
+pub struct Server {
+    child: Child,
+    addrs: Vec<SocketAddr>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
+    stdout_reader: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts ringsocks with `args`, adding `--listen 127.0.0.1:0` when `args` has no
+    /// `--listen`. Panics (with the server's stderr) if it does not come up.
+    #[track_caller]
+    pub fn start(args: &[&str]) -> Server {
+        match Server::try_start(args) {
+            Ok(server) => server,
+            Err(e) => panic!("ringsocks did not start: {e}"),
+        }
+    }
+
+    /// Like [`Server::start`], with the reason as an error.
+    pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        let mut all: Vec<&str> = Vec::new();
+        if !args.contains(&"--listen") {
+            all.extend(["--listen", "127.0.0.1:0"]);
+        }
+        all.extend_from_slice(args);
+        let listeners = all.iter().filter(|a| **a == "--listen").count();
+        let mut cmd = Command::new(BIN);
+        cmd.args(&all);
+        Server::spawn(cmd, listeners)
+    }
+
+    /// Spawns `cmd` and waits for `listeners` announcements on its stdout.
+    pub fn spawn(mut cmd: Command, listeners: usize) -> Result<Server, String> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("RUST_BACKTRACE", "1");
+        let mut child = cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_reader = {
+            let pipe = child.stderr.take().expect("stderr is piped");
+            let sink = Arc::clone(&stderr);
+            thread::spawn(move || collect(pipe, &sink))
+        };
+        let (lines, stdout_reader) = read_lines(child.stdout.take().expect("stdout is piped"));
+        let mut server = Server {
+            child,
+            addrs: Vec::new(),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+            stdout_reader: Some(stdout_reader),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while server.addrs.len() < listeners {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix(LISTENING_PREFIX) {
+                        let addr = addr.trim().parse().map_err(|e| {
+                            format!("bad announcement {line:?}: {e}\n{}", server.stderr())
+                        })?;
+                        server.addrs.push(addr);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "{} of {listeners} `listening on` lines after {START_TIMEOUT:?}; \
+                         stderr:\n{}",
+                        server.addrs.len(),
+                        server.stderr()
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = server.wait_exit(EXIT_TIMEOUT);
+                    return Err(format!(
+                        "stdout closed after {} of {listeners} `listening on` lines, \
+                         exit {status:?}; stderr:\n{}",
+                        server.addrs.len(),
+                        server.stderr()
+                    ));
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    /// The first listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Every listening address, in the order of the `--listen` flags.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        signal::kill(self.pid(), sig).expect("signal the server");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `within` for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(within, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_some() {
+            // The pipes close with the process; collect the rest of stderr.
+            if let Some(h) = self.stderr_reader.take() {
+                let _ = h.join();
+            }
+        }
+        status
+    }
+
+    /// Asserts the server is alive and has not logged a panic.
+    #[track_caller]
+    pub fn assert_healthy(&mut self) {
+        assert!(
+            self.is_running(),
+            "ringsocks exited: {:?}\nstderr:\n{}",
+            self.child.try_wait(),
+            self.stderr()
+        );
+        let err = self.stderr();
+        assert!(!err.contains("panicked"), "ringsocks panicked:\n{err}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(h) = self.stderr_reader.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.stdout_reader.take() {
+            let _ = h.join();
+        }
+        if thread::panicking() {
+            eprintln!("--- ringsocks stderr ---\n{}--- end ---", self.stderr());
+        }
+    }
+}
+
+/// Appends everything from `pipe` to `sink`, until EOF.
+fn collect(mut pipe: impl Read, sink: &Mutex<String>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = pipe.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        sink.lock()
+            .unwrap()
+            .push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// Forwards stdout lines to a channel and keeps draining the pipe until EOF, so the
+/// server never blocks on a full pipe.
+fn read_lines(pipe: ChildStdout) -> (Receiver<String>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel();
+    let handle = thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            // The receiver goes away once start-up is over; keep draining.
+            let _ = tx.send(line);
+        }
+    });
+    (rx, handle)
+}
+
+/// Runs ringsocks with `args`, expecting it to exit by itself within [`EXIT_TIMEOUT`]
+/// (a start-up failure).
+#[track_caller]
+pub fn run_to_exit(args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env("RUST_BACKTRACE", "1");
+    run_bounded(cmd, EXIT_TIMEOUT)
+}
+
+/// Runs `cmd` to its end and returns its output; kills it and panics if it is still
+/// running after `within`.
+#[track_caller]
+pub fn run_bounded(mut cmd: Command, within: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let out_reader = thread::spawn(move || read_all(stdout));
+    let err_reader = thread::spawn(move || read_all(stderr));
+    let mut status = None;
+    wait_until(within, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = out_reader.join().unwrap_or_default();
+        let err = err_reader.join().unwrap_or_default();
+        panic!(
+            "{cmd:?} still running after {within:?}; stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&err)
+        );
+    };
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+fn read_all(mut pipe: impl Read) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let _ = pipe.read_to_end(&mut buf);
+    buf
+}
+
+/// A `--users` file in a temporary directory, removed on drop.
+pub struct UsersFile {
+    file: tempfile::NamedTempFile,
+}
+
+impl UsersFile {
+    /// A file with one `user:password` line per pair.
+    pub fn new(users: &[(&str, &str)]) -> UsersFile {
+        let text: String = users.iter().map(|(u, p)| format!("{u}:{p}\n")).collect();
+        UsersFile::with_text(&text)
+    }
+
+    /// A file with exactly `text` in it.
+    pub fn with_text(text: &str) -> UsersFile {
+        let mut file = tempfile::NamedTempFile::new().expect("create users file");
+        file.write_all(text.as_bytes()).expect("write users file");
+        file.flush().expect("flush users file");
+        UsersFile { file }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// The path as a flag value.
+    pub fn arg(&self) -> &str {
+        self.path().to_str().expect("temporary paths are UTF-8")
+    }
+}
