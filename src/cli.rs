@@ -1,7 +1,7 @@
 //! Command-line flags as typed, each value checked on its own. How values combine (and
 //! what the host allows) is decided in [`crate::config`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -71,6 +71,35 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value = "512", value_parser = parse_buffer_count)]
     pub buffers: u16,
 
+    /// UDP ASSOCIATE: bind relay sockets on this address instead of the one the client
+    /// connected to.
+    #[arg(long, value_name = "ADDR", value_parser = parse_specific_ip)]
+    pub udp_bind: Option<IpAddr>,
+
+    /// UDP ASSOCIATE: take relay ports from this range, e.g. `40000-40999`.
+    #[arg(long, value_name = "LO-HI", value_parser = parse_port_range)]
+    pub udp_port_range: Option<PortRange>,
+
+    /// UDP ASSOCIATE: address to advertise in replies (the public address behind NAT).
+    #[arg(long, value_name = "ADDR", value_parser = parse_specific_ip)]
+    pub udp_public_addr: Option<IpAddr>,
+
+    /// UDP ASSOCIATE: an association without a datagram either way for this long ends.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    pub udp_idle_timeout: Duration,
+
+    /// Largest UDP payload relayed, in bytes (larger datagrams are dropped).
+    #[arg(long, value_name = "BYTES", default_value = "2000", value_parser = clap::value_parser!(u32).range(512..=65507))]
+    pub udp_max_datagram: u32,
+
+    /// UDP buffers per shard (a power of two).
+    #[arg(long, value_name = "N", default_value = "1024", value_parser = parse_buffer_count)]
+    pub udp_buffers: u16,
+
+    /// BIND: listen on this address instead of the one facing the expected peer.
+    #[arg(long, value_name = "ADDR", value_parser = parse_specific_ip)]
+    pub bind_addr: Option<IpAddr>,
+
     /// DNS server to query instead of the system resolver (repeatable).
     #[arg(long, value_name = "ADDR:PORT")]
     pub dns_server: Vec<SocketAddr>,
@@ -86,6 +115,36 @@ pub struct Args {
 /// CPU numbers, in the order given, without repeats.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
+
+/// An inclusive port range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange(pub u16, pub u16);
+
+fn parse_port_range(s: &str) -> Result<PortRange, String> {
+    let bad = || format!("`{s}` is not a port range like 40000-40999");
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    let (lo, hi): (u16, u16) = (
+        lo.trim().parse().map_err(|_| bad())?,
+        hi.trim().parse().map_err(|_| bad())?,
+    );
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok(PortRange(lo, hi))
+}
+
+/// An IP address other than 0.0.0.0 or ::.
+fn parse_specific_ip(s: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IP address"))?;
+    if ip.is_unspecified() {
+        return Err(format!(
+            "`{s}` is a wildcard; give the address clients can reach"
+        ));
+    }
+    Ok(ip)
+}
 
 /// Seconds, fractions allowed ("0.5"); more than zero.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -155,6 +214,21 @@ mod tests {
         assert!(parse_secs("-1").is_err());
         assert!(parse_secs("NaN").is_err());
         assert!(parse_secs("ten").is_err());
+    }
+
+    #[test]
+    fn port_ranges_and_addresses() {
+        assert_eq!(
+            parse_port_range("40000-40999").unwrap(),
+            PortRange(40000, 40999)
+        );
+        assert_eq!(parse_port_range("5-5").unwrap(), PortRange(5, 5));
+        assert!(parse_port_range("0-5").is_err());
+        assert!(parse_port_range("9-5").is_err());
+        assert!(parse_port_range("9").is_err());
+        assert!(parse_specific_ip("0.0.0.0").is_err());
+        assert!(parse_specific_ip("::").is_err());
+        assert!(parse_specific_ip("192.0.2.1").is_ok());
     }
 
     #[test]

@@ -11,6 +11,9 @@ use crate::resolve::ResolverConfig;
 
 /// Descriptors kept free for listeners, resolver sockets, logs and the like.
 const RESERVED_FDS: u64 = 64;
+/// Bytes a UDP buffer holds besides the payload: the receive header and source address
+/// (44), and the largest SOCKS UDP header (262, a domain destination).
+const UDP_BUFFER_OVERHEAD: u32 = 320;
 /// Submission and completion queue sizes per shard (see engine::shard).
 const RING_BYTES_PER_SHARD: u64 = 1024 * 64 + 16384 * 16;
 
@@ -112,7 +115,8 @@ pub fn build(args: &Args, host: HostLimits) -> Result<EngineConfig, ConfigError>
 
     let buffer_count = args.buffers;
     if let Some(limit) = host.memlock {
-        let ring = (buffer_count as u64 * 16).next_multiple_of(4096);
+        let ring = (buffer_count as u64 * 16).next_multiple_of(4096)
+            + (args.udp_buffers as u64 * 16).next_multiple_of(4096);
         let needed = shards as u64 * (ring + RING_BYTES_PER_SHARD);
         if needed > limit {
             return Err(ConfigError(format!(
@@ -133,6 +137,13 @@ pub fn build(args: &Args, host: HostLimits) -> Result<EngineConfig, ConfigError>
         buffer_size: args.buffer_size * 1024,
         buffer_count,
         users,
+        udp_bind: args.udp_bind,
+        udp_port_range: args.udp_port_range.map(|r| (r.0, r.1)),
+        udp_public: args.udp_public_addr,
+        udp_idle_timeout: args.udp_idle_timeout,
+        udp_buffer_size: args.udp_max_datagram + UDP_BUFFER_OVERHEAD,
+        udp_buffer_count: args.udp_buffers,
+        bind_addr: args.bind_addr,
         resolver: ResolverConfig {
             threads: args.resolver_threads as usize,
             servers: args.dns_server.clone(),

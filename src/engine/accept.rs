@@ -8,7 +8,7 @@ use super::conn::{Conn, Phase, Pipe, RecvState};
 use super::ring::{Completion, Fd};
 use super::shard::Shard;
 use super::token::{Op, Token};
-use crate::proto::{Handshake, HandshakeConfig};
+use crate::proto::{Command, Handshake, HandshakeConfig};
 
 impl Shard {
     pub(super) fn arm_listeners(&mut self) {
@@ -56,13 +56,13 @@ impl Shard {
             self.arm_listener(i);
         }
         let limit = self.shared.config.max_connections;
-        if self.stopping || self.shared.active.load(Ordering::Relaxed) >= limit {
+        let full = self.conns.len() + 1 >= super::token::MAX_SLOTS;
+        if self.stopping || full || self.shared.active.load(Ordering::Relaxed) >= limit {
             // Over the limit: close at once; the client sees the connection end.
             self.ring.close_fixed(fixed, Token::new(Op::Ignore, 0, 0));
             return;
         }
-        let v6 = self.listeners[i].addr.is_ipv6();
-        self.start_session(fixed, v6);
+        self.start_session(fixed, i);
     }
 
     fn on_accept_error(&mut self, i: usize, errno: i32) {
@@ -83,19 +83,24 @@ impl Shard {
         }
     }
 
-    fn start_session(&mut self, fixed: u32, v6: bool) {
+    fn start_session(&mut self, fixed: u32, listener: usize) {
+        let v6 = self.listeners[listener].addr.is_ipv6();
         let scratch = self.scratch.alloc();
         let auth_required = self.shared.config.users.is_some();
         let now = self.now();
         let slot = self.insert(Conn {
             phase: Phase::Handshake,
             client: fixed,
+            listener: listener as u16,
+            command: Command::Connect,
             target: None,
             peer: None,
             scratch,
             out_len: 0,
             handshake: Some(Box::new(Handshake::new(HandshakeConfig { auth_required }))),
             plan: None,
+            udp: None,
+            bind_listener: None,
             inflight: 2,
             up: Pipe {
                 recv: RecvState::Armed,

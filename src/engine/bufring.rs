@@ -13,6 +13,14 @@ use io_uring::types::BufRingEntry;
 
 use super::mmap::Mapping;
 
+/// Bytes `off..off + len` of buffer `bid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    pub bid: u16,
+    pub off: u32,
+    pub len: u32,
+}
+
 pub struct BufRing {
     bgid: u16,
     mask: u16,

@@ -7,7 +7,8 @@ use socket2::Socket;
 
 use super::scratch::ScratchId;
 use super::timer::Tick;
-use crate::proto::Handshake;
+use super::udp::Association;
+use crate::proto::{Command, Handshake};
 use crate::resolve::Addrs;
 
 /// Bytes waiting to be sent: a part of a provided buffer, or of the reply area of the
@@ -79,6 +80,12 @@ pub enum Phase {
     Resolving,
     /// Outbound connect in flight.
     Connecting,
+    /// UDP ASSOCIATE: learning the control connection's local address.
+    UdpSetup,
+    /// UDP ASSOCIATE: relaying datagrams while the control connection stays open.
+    Udp,
+    /// BIND: listening for the one incoming connection.
+    BindWait,
     /// Relaying both ways.
     Relay,
     /// A failure reply was sent: wait briefly for the client to close, discarding input,
@@ -88,7 +95,8 @@ pub enum Phase {
     Closing,
 }
 
-/// Where an outbound connect goes, and which address is next if one fails.
+/// Where an outbound connect goes, and which address is next if one fails. For BIND, the
+/// addresses the incoming peer may come from.
 #[derive(Debug)]
 pub struct Plan {
     pub addrs: Addrs,
@@ -101,6 +109,10 @@ pub struct Conn {
     pub phase: Phase,
     /// Direct descriptor of the client socket.
     pub client: u32,
+    /// Index of the listener that accepted it.
+    pub listener: u16,
+    /// The request's command, once known.
+    pub command: Command,
     pub target: Option<Socket>,
     pub peer: Option<SocketAddr>,
     pub scratch: ScratchId,
@@ -108,6 +120,9 @@ pub struct Conn {
     pub out_len: u8,
     pub handshake: Option<Box<Handshake>>,
     pub plan: Option<Box<Plan>>,
+    pub udp: Option<Box<Association>>,
+    /// BIND: the socket listening for the peer.
+    pub bind_listener: Option<Socket>,
     /// Submissions whose final completion has not arrived yet.
     pub inflight: u16,
     /// Client → target.

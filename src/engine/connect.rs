@@ -10,13 +10,13 @@ use super::ring::{Completion, Fd};
 use super::shard::Shard;
 use super::sys;
 use super::token::{Op, Token};
-use crate::proto::ReplyCode;
+use crate::proto::{Command, ReplyCode};
 use crate::resolve::{Addrs, ResolveError};
 
 impl Shard {
     pub(super) fn resolve(&mut self, slot: usize, host: &str, port: u16) {
         match self.shared.resolver.cached(host) {
-            Some(Ok(addrs)) => self.connect_to(slot, addrs, port),
+            Some(Ok(addrs)) => self.resolved(slot, addrs, port),
             Some(Err(e)) => self.resolve_failed(slot, host, &e),
             None => {
                 let conn = &mut self.conns[slot];
@@ -41,12 +41,18 @@ impl Shard {
             return;
         }
         let slot = ticket.slot() as usize;
-        if self.conns[slot].phase != Phase::Resolving {
-            return;
+        match self.conns[slot].phase {
+            Phase::Resolving => {}
+            Phase::Udp => {
+                self.udp_resolved(slot, ticket.aux(), result);
+                self.progress(slot);
+                return;
+            }
+            _ => return,
         }
         let port = self.conns[slot].plan.as_ref().map_or(0, |p| p.port);
         match result {
-            Ok(addrs) if !addrs.is_empty() => self.connect_to(slot, addrs, port),
+            Ok(addrs) if !addrs.is_empty() => self.resolved(slot, addrs, port),
             Ok(_) => self.resolve_failed(slot, "name", &ResolveError::NotFound),
             Err(e) => self.resolve_failed(slot, "name", &e),
         }
@@ -58,7 +64,15 @@ impl Shard {
         self.reject(slot, ReplyCode::HostUnreachable);
     }
 
-    pub(super) fn connect_to(&mut self, slot: usize, addrs: Addrs, port: u16) {
+    /// The destination is known: connect to it, or for BIND, wait for it.
+    pub(super) fn resolved(&mut self, slot: usize, addrs: Addrs, port: u16) {
+        match self.conns[slot].command {
+            Command::Bind => self.bind_listen(slot, addrs),
+            _ => self.connect_to(slot, addrs, port),
+        }
+    }
+
+    fn connect_to(&mut self, slot: usize, addrs: Addrs, port: u16) {
         self.conns[slot].plan = Some(Box::new(Plan {
             addrs,
             next: 0,

@@ -5,6 +5,7 @@
 //! start-up problem surfaces as one [`StartError`] naming what to change.
 
 mod accept;
+mod bind;
 mod bufring;
 mod conn;
 mod connect;
@@ -20,10 +21,11 @@ mod sys;
 mod teardown;
 mod timer;
 mod token;
+mod udp;
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -55,6 +57,19 @@ pub struct EngineConfig {
     pub buffer_count: u16,
     /// With users, SOCKS5 clients must authenticate and SOCKS4 is refused.
     pub users: Option<Arc<Users>>,
+    /// UDP ASSOCIATE: bind relay sockets here instead of the control connection's address.
+    pub udp_bind: Option<IpAddr>,
+    /// UDP ASSOCIATE: relay ports come from this range.
+    pub udp_port_range: Option<(u16, u16)>,
+    /// UDP ASSOCIATE: advertise this address in BND.ADDR (behind NAT).
+    pub udp_public: Option<IpAddr>,
+    pub udp_idle_timeout: Duration,
+    /// Datagram buffers: size (the largest datagram relayed, plus 44 bytes) and count per
+    /// shard (a power of two).
+    pub udp_buffer_size: u32,
+    pub udp_buffer_count: u16,
+    /// BIND: listen here instead of the address facing the expected peer.
+    pub bind_addr: Option<IpAddr>,
     pub resolver: ResolverConfig,
 }
 
@@ -71,6 +86,13 @@ impl Default for EngineConfig {
             buffer_size: 32 * 1024,
             buffer_count: 512,
             users: None,
+            udp_bind: None,
+            udp_port_range: None,
+            udp_public: None,
+            udp_idle_timeout: Duration::from_secs(300),
+            udp_buffer_size: 2048,
+            udp_buffer_count: 1024,
+            bind_addr: None,
             resolver: ResolverConfig::default(),
         }
     }

@@ -116,13 +116,11 @@ impl Shard {
             req.address,
             self.peer_name(slot)
         );
-        if req.command != Command::Connect {
-            self.reject(slot, ReplyCode::CommandNotSupported);
-            return;
-        }
-        match req.address {
-            Address::Ip(sa) => self.connect_to(slot, std::sync::Arc::from([sa.ip()]), sa.port()),
-            Address::Domain(host, port) => self.resolve(slot, &host, port),
+        self.conns[slot].command = req.command;
+        match (req.command, req.address) {
+            (Command::UdpAssociate, declared) => self.udp_associate(slot, &declared),
+            (_, Address::Ip(sa)) => self.resolved(slot, std::sync::Arc::from([sa.ip()]), sa.port()),
+            (_, Address::Domain(host, port)) => self.resolve(slot, &host, port),
         }
     }
 

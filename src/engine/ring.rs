@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use super::bufring::BufRing;
+use super::bufring::{BufRing, Slice};
 use super::scratch::{ScratchId, ScratchPool, ADDR_CAP};
 use super::token::Token;
 
@@ -82,7 +82,9 @@ pub enum DatagramDest {
 
 /// Bytes a multishot datagram receive puts before the payload in each buffer: the
 /// `io_uring_recvmsg_out` header and the source address area.
-pub const DATAGRAM_PREFIX: usize = std::mem::size_of::<types::RecvMsgOut<'static>>() + RECV_NAME_LEN;
+pub const DATAGRAM_PREFIX: usize = RECVMSG_OUT_LEN + RECV_NAME_LEN;
+/// `struct io_uring_recvmsg_out`: four u32 fields.
+const RECVMSG_OUT_LEN: usize = 16;
 const RECV_NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_in6>();
 
 impl Ring {
@@ -308,7 +310,8 @@ impl Ring {
     /// Multishot receive of datagrams with their source address.
     pub fn recvmsg_multi(&mut self, fd: Fd, group: u16, token: Token) {
         let msghdr = &*self.recvmsg as *const libc::msghdr;
-        let e = on_fd!(fd, |f| opcode::RecvMsgMulti::new(f, msghdr, group).build()).user_data(token.0);
+        let e =
+            on_fd!(fd, |f| opcode::RecvMsgMulti::new(f, msghdr, group).build()).user_data(token.0);
         self.push(&[e]);
     }
 
@@ -325,29 +328,27 @@ impl Ring {
         (off == DATAGRAM_PREFIX).then_some((src, off, len))
     }
 
-    /// Sends `len` bytes of held buffer `bid` from `off` to the address at `dest`.
+    /// Sends a slice of a held buffer to the address at `dest`.
     pub fn send_datagram(
         &mut self,
         fd: Fd,
         pool: &BufRing,
-        bid: u16,
-        off: u32,
-        len: u32,
+        slice: Slice,
         dest: DatagramDest,
         scratch: &ScratchPool,
         token: Token,
     ) -> bool {
         let (addr, addr_len) = match dest {
-            DatagramDest::InBuffer { len } => match pool.send_ptr(bid, 0, len) {
+            DatagramDest::InBuffer { len } => match pool.send_ptr(slice.bid, 0, len) {
                 Some(p) => (p.as_ptr() as *const libc::sockaddr, len),
                 None => return false,
             },
             DatagramDest::Scratch { id, len } => (scratch.connect_ptr(id), len),
         };
-        let Some(ptr) = pool.send_ptr(bid, off, len) else {
+        let Some(ptr) = pool.send_ptr(slice.bid, slice.off, slice.len) else {
             return false;
         };
-        let e = on_fd!(fd, |f| opcode::Send::new(f, ptr.as_ptr(), len)
+        let e = on_fd!(fd, |f| opcode::Send::new(f, ptr.as_ptr(), slice.len)
             .flags(libc::MSG_NOSIGNAL)
             .dest_addr(addr)
             .dest_addr_len(addr_len)
@@ -359,7 +360,13 @@ impl Ring {
 
     /// Accepts one connection on a regular listener; the peer address goes to the scratch
     /// block's peer area (its length to the connect area).
-    pub fn accept_one(&mut self, listener: RawFd, scratch: &ScratchPool, id: ScratchId, token: Token) {
+    pub fn accept_one(
+        &mut self,
+        listener: RawFd,
+        scratch: &ScratchPool,
+        id: ScratchId,
+        token: Token,
+    ) {
         let (addr, addr_len) = scratch.accept_ptrs(id);
         let e = opcode::Accept::new(types::Fd(listener), addr, addr_len)
             .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
@@ -370,7 +377,9 @@ impl Ring {
 
     /// Installs a direct descriptor as a regular one (result: the new descriptor).
     pub fn install_fixed(&mut self, index: u32, token: Token) {
-        let e = opcode::FixedFdInstall::new(types::Fixed(index), 0).build().user_data(token.0);
+        let e = opcode::FixedFdInstall::new(types::Fixed(index), 0)
+            .build()
+            .user_data(token.0);
         self.push(&[e]);
     }
 

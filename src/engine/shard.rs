@@ -57,12 +57,14 @@ pub(super) struct Ticks {
     pub handshake: Tick,
     pub connect: Tick,
     pub idle: Tick,
+    pub udp_idle: Tick,
     pub linger: Tick,
 }
 
 pub struct Shard {
     pub(super) ring: Ring,
     pub(super) pool: BufRing,
+    pub(super) udp_pool: BufRing,
     pub(super) scratch: ScratchPool,
     pub(super) conns: Slab<Conn>,
     pub(super) gens: Vec<u16>,
@@ -72,6 +74,7 @@ pub struct Shard {
     pub(super) shared: Arc<Shared>,
     /// Receives that ran out of buffers, re-armed as buffers come back.
     pub(super) starved: VecDeque<Token>,
+    pub(super) udp_starved: VecDeque<Token>,
     pub(super) stopping: bool,
     pub(super) ticks: Ticks,
     /// Reused for handshake output.
@@ -93,16 +96,24 @@ impl Shard {
         let sq = 4096;
         let ring = Ring::new(sq, sq * 4, cfg.files_per_shard, cfg.connect_timeout)?;
         let pool = BufRing::new(&ring.submitter(), 0, cfg.buffer_count, cfg.buffer_size)?;
+        let udp_pool = BufRing::new(
+            &ring.submitter(),
+            1,
+            cfg.udp_buffer_count,
+            cfg.udp_buffer_size,
+        )?;
         let mailbox = Mailbox::new(ring.raw_fd());
         Ok(Shard {
             ticks: Ticks {
                 handshake: ticks(cfg.handshake_timeout),
                 connect: ticks(cfg.connect_timeout),
                 idle: ticks(cfg.idle_timeout),
+                udp_idle: ticks(cfg.udp_idle_timeout),
                 linger: ticks(LINGER),
             },
             ring,
             pool,
+            udp_pool,
             scratch: ScratchPool::default(),
             conns: Slab::new(),
             gens: Vec::new(),
@@ -119,6 +130,7 @@ impl Shard {
             mailbox,
             shared,
             starved: VecDeque::new(),
+            udp_starved: VecDeque::new(),
             stopping: false,
             out: Vec::with_capacity(64),
             epoch: Instant::now(),
@@ -140,6 +152,7 @@ impl Shard {
         let mut fired = Vec::new();
         loop {
             self.pool.publish();
+            self.udp_pool.publish();
             let wait = if self.timers.is_empty() && self.stopping {
                 Duration::from_millis(10)
             } else {
@@ -159,12 +172,13 @@ impl Shard {
                 self.retry_listeners();
             }
             self.rearm_starved();
+            self.rearm_udp_starved();
             if self.stopping && self.conns.is_empty() && self.listeners.iter().all(|l| !l.armed) {
                 break;
             }
         }
-        self.pool.publish();
         let _ = self.pool.unregister(&self.ring.submitter());
+        let _ = self.udp_pool.unregister(&self.ring.submitter());
         Ok(())
     }
 
@@ -209,8 +223,12 @@ impl Shard {
             Op::SendClient => self.on_send(slot, Dir::Down, c),
             Op::SendTarget => self.on_send(slot, Dir::Up, c),
             Op::Connect => self.on_connect(slot, c),
+            Op::BindAccept => self.on_bind_accept(slot, c),
+            Op::UdpRecv => self.on_udp_recv(slot, c),
+            Op::UdpSend => self.on_udp_send(slot, c),
+            Op::InstallFd => self.on_install_fd(slot, c),
             Op::ConnectTimeout | Op::Cancel | Op::ShutClient | Op::ShutTarget => {}
-            _ => {}
+            Op::Accept | Op::Wake | Op::Ignore => {}
         }
         self.progress(slot);
     }
@@ -220,11 +238,25 @@ impl Shard {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
-        match conn.phase {
-            Phase::Handshake => self.drive_handshake(slot),
-            Phase::Relay => self.drive_relay(slot),
-            Phase::Linger => self.drive_linger(slot),
-            Phase::Resolving | Phase::Connecting | Phase::Closing => {}
+        let mut phase = conn.phase;
+        // A phase change gets the new phase's driver at once (bounded: phases only move
+        // forward, handshake → relay → closing at most).
+        for _ in 0..4 {
+            match phase {
+                Phase::Handshake => self.drive_handshake(slot),
+                Phase::Relay => self.drive_relay(slot),
+                Phase::Linger => self.drive_linger(slot),
+                Phase::Udp => self.drive_udp(slot),
+                Phase::Resolving
+                | Phase::Connecting
+                | Phase::UdpSetup
+                | Phase::BindWait
+                | Phase::Closing => {}
+            }
+            if self.conns[slot].phase == phase {
+                break;
+            }
+            phase = self.conns[slot].phase;
         }
         if self.conns[slot].phase != Phase::Closing {
             self.pump(slot, Dir::Up);
@@ -283,15 +315,17 @@ impl Shard {
         }
         let slot = key.slot() as usize;
         let now = self.now();
-        let idle = self.ticks.idle;
+        let (idle, udp_idle) = (self.ticks.idle, self.ticks.udp_idle);
         let conn = &mut self.conns[slot];
         if conn.timer_at > now {
             // An earlier entry was replaced by this later one; that one will fire.
             return;
         }
         conn.timer_at = 0;
-        if conn.phase == Phase::Relay {
-            conn.deadline = conn.last_active + idle;
+        match conn.phase {
+            Phase::Relay => conn.deadline = conn.last_active + idle,
+            Phase::Udp => conn.deadline = conn.last_active + udp_idle,
+            _ => {}
         }
         if conn.deadline > now {
             let at = conn.deadline;

@@ -55,3 +55,63 @@ pub fn local_addr(sock: &Socket) -> io::Result<SocketAddr> {
         .as_socket()
         .ok_or_else(|| io::Error::other("socket has no IP address"))
 }
+
+/// A non-blocking UDP socket bound to `addr`.
+pub fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM.nonblocking(),
+        Some(Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    Ok(sock)
+}
+
+/// A UDP socket bound to `ip` with a port from `range` (tried from a random start), or
+/// an ephemeral port when there is no range.
+pub fn udp_socket_in_range(ip: std::net::IpAddr, range: Option<(u16, u16)>) -> io::Result<Socket> {
+    let Some((lo, hi)) = range else {
+        return udp_socket(SocketAddr::new(ip, 0));
+    };
+    let span = (hi - lo) as u32 + 1;
+    let start = fastrand::u32(0..span);
+    let mut last = io::Error::from(io::ErrorKind::AddrInUse);
+    // Bounded: a full range fails after this many tries, not after scanning it all.
+    for i in 0..span.min(256) {
+        let port = lo + ((start + i) % span) as u16;
+        match udp_socket(SocketAddr::new(ip, port)) {
+            Ok(sock) => return Ok(sock),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// The local address the kernel would use to reach `dest` (a routing lookup: connecting
+/// a UDP socket sends nothing).
+pub fn route_source(dest: std::net::IpAddr) -> io::Result<std::net::IpAddr> {
+    let sock = Socket::new(
+        Domain::for_address(SocketAddr::new(dest, 0)),
+        Type::DGRAM,
+        None,
+    )?;
+    sock.connect(&SocketAddr::new(dest, 9).into())?;
+    Ok(local_addr(&sock)?.ip())
+}
+
+/// A listener for one BIND request.
+pub fn bind_listener(ip: std::net::IpAddr) -> io::Result<Socket> {
+    let addr = SocketAddr::new(ip, 0);
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nodelay(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1)?;
+    Ok(sock)
+}

@@ -24,9 +24,15 @@ impl Shard {
         }
         conn.inflight += 1;
         self.ring.cancel_fd(Fd::Fixed(conn.client), cancel);
-        if let Some(target) = &conn.target {
+        let others = conn
+            .target
+            .iter()
+            .chain(conn.bind_listener.iter())
+            .map(|s| Fd::Raw(s.as_raw_fd()))
+            .chain(conn.udp.iter().flat_map(|u| u.fds()));
+        for fd in others {
             conn.inflight += 1;
-            self.ring.cancel_fd(Fd::Raw(target.as_raw_fd()), cancel);
+            self.ring.cancel_fd(fd, cancel);
         }
     }
 
@@ -37,6 +43,11 @@ impl Shard {
         for seg in conn.up.segs.iter().chain(conn.down.segs.iter()) {
             if let Seg::Buf { bid, .. } = *seg {
                 self.pool.give_back(bid);
+            }
+        }
+        if let Some(udp) = &conn.udp {
+            for bid in udp.pending_buffers() {
+                self.udp_pool.give_back(bid);
             }
         }
         self.ring
@@ -50,9 +61,12 @@ impl Shard {
     /// The current phase's deadline has passed.
     pub(super) fn on_deadline(&mut self, slot: usize) {
         match self.conns[slot].phase {
-            Phase::Handshake | Phase::Relay | Phase::Linger => self.begin_close(slot),
+            Phase::Handshake | Phase::Relay | Phase::Linger | Phase::Udp | Phase::UdpSetup => {
+                self.begin_close(slot)
+            }
             Phase::Resolving => self.reject(slot, ReplyCode::HostUnreachable),
             Phase::Connecting => self.reject(slot, ReplyCode::TtlExpired),
+            Phase::BindWait => self.bind_timed_out(slot),
             Phase::Closing => {}
         }
     }

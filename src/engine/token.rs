@@ -127,7 +127,12 @@ mod tests {
     fn packs_and_unpacks_every_op() {
         for &op in &OPS[1..] {
             let max = MAX_SLOTS as u32 - 1;
-            for &(slot, generation, aux) in &[(0, 0, 0), (1, 1, 1), (max, u16::MAX, u16::MAX), (12345, 777, 9)] {
+            for &(slot, generation, aux) in &[
+                (0, 0, 0),
+                (1, 1, 1),
+                (max, u16::MAX, u16::MAX),
+                (12345, 777, 9),
+            ] {
                 let t = Token::with_aux(op, slot, generation, aux);
                 assert_eq!(t.op(), Some(op));
                 assert_eq!(t.slot(), slot);

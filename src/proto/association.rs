@@ -138,7 +138,10 @@ mod tests {
 
     #[test]
     fn own_address_declares_the_reply_port() {
-        let m = ClientMatch::new(&Address::Ip(sa("10.0.0.5:4000")), "10.0.0.5".parse().unwrap());
+        let m = ClientMatch::new(
+            &Address::Ip(sa("10.0.0.5:4000")),
+            "10.0.0.5".parse().unwrap(),
+        );
         assert_eq!(m.declared(), Some(sa("10.0.0.5:4000")));
         assert!(m.is_client(sa("10.0.0.5:5000")), "NAT may change the port");
     }
@@ -153,7 +156,10 @@ mod tests {
         d[2] = 1;
         assert_eq!(client_datagram(&d), Err(Drop::Fragment));
         assert_eq!(client_datagram(&[0, 0, 0, 1, 127]), Err(Drop::Malformed));
-        assert_eq!(client_datagram(&[0, 0, 0, 9, 1, 2, 3, 4, 5, 6]), Err(Drop::Malformed));
+        assert_eq!(
+            client_datagram(&[0, 0, 0, 9, 1, 2, 3, 4, 5, 6]),
+            Err(Drop::Malformed)
+        );
         let mut dom = vec![0, 0, 0, 3, 9];
         dom.extend_from_slice(b"localhost");
         dom.extend_from_slice(&[0, 7]);

@@ -35,7 +35,10 @@ mod tests {
         assert!(peer_allowed(&[ip("192.0.2.7")], ip("192.0.2.7")));
         assert!(peer_allowed(&[ip("192.0.2.7")], ip("::ffff:192.0.2.7")));
         assert!(!peer_allowed(&[ip("192.0.2.7")], ip("192.0.2.8")));
-        assert!(peer_allowed(&[ip("2001:db8::1"), ip("192.0.2.7")], ip("192.0.2.7")));
+        assert!(peer_allowed(
+            &[ip("2001:db8::1"), ip("192.0.2.7")],
+            ip("192.0.2.7")
+        ));
         assert!(!peer_allowed(&[], ip("192.0.2.7")));
     }
 
