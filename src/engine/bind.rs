@@ -40,11 +40,7 @@ impl Shard {
         let conn = &mut self.conns[slot];
         let fd = listener.as_raw_fd();
         conn.bind_listener = Some(listener);
-        conn.plan = Some(Box::new(Plan {
-            addrs: expected,
-            next: 0,
-            port: 0,
-        }));
+        conn.plan = Some(Box::new(Plan::new(expected, 0)));
         if let Some(hs) = conn.handshake.as_mut() {
             hs.grant(addr);
         }

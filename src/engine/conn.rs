@@ -95,13 +95,39 @@ pub enum Phase {
     Closing,
 }
 
-/// Where an outbound connect goes, and which address is next if one fails. For BIND, the
-/// addresses the incoming peer may come from.
+/// Where an outbound connect goes: the addresses in the order they are tried, and the
+/// attempts racing (RFC 8305). For BIND, the addresses the incoming peer may come from.
 #[derive(Debug)]
 pub struct Plan {
     pub addrs: Addrs,
     pub next: usize,
     pub port: u16,
+    /// Sockets of connect attempts, by attempt index (the `aux` of their tokens); `None`
+    /// once an attempt has ended.
+    pub attempts: Vec<Option<Socket>>,
+    /// Attempts in flight.
+    pub running: u8,
+    /// The reply if every attempt fails: the last failure seen.
+    pub last_error: crate::proto::ReplyCode,
+    /// When the next attempt starts if none has succeeded by then.
+    pub next_at: Tick,
+    /// When attempts still in flight are given up even if their timeouts did not fire.
+    pub backstop: Tick,
+}
+
+impl Plan {
+    pub fn new(addrs: Addrs, port: u16) -> Plan {
+        Plan {
+            addrs,
+            next: 0,
+            port,
+            attempts: Vec::new(),
+            running: 0,
+            last_error: crate::proto::ReplyCode::HostUnreachable,
+            next_at: 0,
+            backstop: 0,
+        }
+    }
 }
 
 #[derive(Debug)]

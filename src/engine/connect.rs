@@ -1,5 +1,7 @@
-//! The outbound side of CONNECT: name resolution (off the shard), then a connect with a
-//! linked timeout to each resolved address in turn until one answers.
+//! The outbound side of CONNECT: name resolution (off the shard), then connects with
+//! linked timeouts, raced as RFC 8305 (Happy Eyeballs) describes: a new attempt starts
+//! when the previous one fails or after the connection attempt delay, the first to
+//! succeed wins and the others are cancelled.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,11 +23,7 @@ impl Shard {
             None => {
                 let conn = &mut self.conns[slot];
                 conn.phase = Phase::Resolving;
-                conn.plan = Some(Box::new(Plan {
-                    addrs: Addrs::from([]),
-                    next: 0,
-                    port,
-                }));
+                conn.plan = Some(Box::new(Plan::new(Addrs::from([]), port)));
                 let at = self.now() + self.ticks.connect;
                 self.set_deadline(slot, at);
                 let ticket = self.token(slot, Op::Ignore).0;
@@ -68,80 +66,109 @@ impl Shard {
     pub(super) fn resolved(&mut self, slot: usize, addrs: Addrs, port: u16) {
         match self.conns[slot].command {
             Command::Bind => self.bind_listen(slot, addrs),
-            _ => self.connect_to(slot, addrs, port),
-        }
-    }
-
-    fn connect_to(&mut self, slot: usize, addrs: Addrs, port: u16) {
-        self.conns[slot].plan = Some(Box::new(Plan {
-            addrs,
-            next: 0,
-            port,
-        }));
-        self.connect_next(slot, ReplyCode::HostUnreachable);
-    }
-
-    /// Starts a connect to the next planned address; when none is left, rejects the
-    /// request with `last` (the failure of the previous attempt).
-    fn connect_next(&mut self, slot: usize, mut last: ReplyCode) {
-        loop {
-            let conn = &mut self.conns[slot];
-            conn.target = None;
-            let Some(plan) = conn.plan.as_mut() else {
-                self.reject(slot, last);
-                return;
-            };
-            let Some(&ip) = plan.addrs.get(plan.next) else {
-                self.reject(slot, last);
-                return;
-            };
-            plan.next += 1;
-            let addr = SocketAddr::new(ip, plan.port);
-            match sys::outbound(addr) {
-                Ok(sock) => {
-                    let fd = Fd::Raw(sock.as_raw_fd());
-                    conn.target = Some(sock);
-                    conn.phase = Phase::Connecting;
-                    conn.inflight += 2;
-                    let id = conn.scratch;
-                    let len = self.scratch.set_connect_addr(id, addr);
-                    let (t, tt) = (
-                        self.token(slot, Op::Connect),
-                        self.token(slot, Op::ConnectTimeout),
-                    );
-                    self.ring.connect(fd, &self.scratch, id, len, t, tt);
-                    // The linked timeout ends the attempt; this only backs it up.
-                    let at = self.now() + self.ticks.connect + 2;
-                    self.set_deadline(slot, at);
-                    return;
-                }
-                Err(e) => {
-                    log::warn!("outbound socket for {addr}: {e}");
-                    last = ReplyCode::from_io_error(&e);
+            _ => {
+                self.conns[slot].plan = Some(Box::new(Plan::new(addrs, port)));
+                self.conns[slot].phase = Phase::Connecting;
+                if !self.start_attempt(slot) {
+                    let code = self.conns[slot]
+                        .plan
+                        .as_ref()
+                        .map_or(ReplyCode::HostUnreachable, |p| p.last_error);
+                    self.reject(slot, code);
                 }
             }
         }
     }
 
+    /// Starts a connect to the next planned address. False when none is left to try.
+    fn start_attempt(&mut self, slot: usize) -> bool {
+        let now = self.now();
+        let generation = self.gens[slot];
+        let conn = &mut self.conns[slot];
+        let Some(plan) = conn.plan.as_mut() else {
+            return false;
+        };
+        while let Some(&ip) = plan.addrs.get(plan.next) {
+            plan.next += 1;
+            let addr = SocketAddr::new(ip, plan.port);
+            let sock = match sys::outbound(addr) {
+                Ok(sock) => sock,
+                Err(e) => {
+                    log::warn!("outbound socket for {addr}: {e}");
+                    plan.last_error = ReplyCode::from_io_error(&e);
+                    continue;
+                }
+            };
+            let attempt = plan.attempts.len() as u16;
+            let fd = Fd::Raw(sock.as_raw_fd());
+            plan.attempts.push(Some(sock));
+            plan.running += 1;
+            conn.inflight += 2;
+            let token = Token::with_aux(Op::Connect, slot as u32, generation, attempt);
+            let timeout = Token::with_aux(Op::ConnectTimeout, slot as u32, generation, attempt);
+            self.ring.connect(fd, addr, token, timeout);
+            let plan = self.conns[slot].plan.as_mut().expect("checked above");
+            // The linked timeouts end the attempts; the backstop only backs them up.
+            plan.backstop = now + self.ticks.connect + 2;
+            let at = if plan.next < plan.addrs.len() {
+                plan.next_at = now + self.ticks.attempt_delay;
+                plan.next_at
+            } else {
+                plan.backstop
+            };
+            self.set_deadline(slot, at);
+            return true;
+        }
+        false
+    }
+
     pub(super) fn on_connect(&mut self, slot: usize, c: Completion) {
-        if self.conns[slot].phase != Phase::Connecting {
+        let attempt = c.token.aux() as usize;
+        let connecting = self.conns[slot].phase == Phase::Connecting;
+        let Some(plan) = self.conns[slot].plan.as_mut() else {
+            return;
+        };
+        let Some(sock) = plan.attempts.get_mut(attempt).and_then(Option::take) else {
+            return;
+        };
+        plan.running = plan.running.saturating_sub(1);
+        if !connecting {
+            self.deferred_close.push(sock);
             return;
         }
         if c.result < 0 {
-            let code = if c.result == -libc::ECANCELED {
+            // ECANCELED here means the linked timeout fired.
+            plan.last_error = if c.result == -libc::ECANCELED {
                 ReplyCode::TtlExpired
             } else {
                 ReplyCode::from_io_error(&io::Error::from_raw_os_error(-c.result))
             };
-            self.connect_next(slot, code);
+            self.deferred_close.push(sock);
+            if !self.start_attempt(slot)
+                && self.conns[slot]
+                    .plan
+                    .as_ref()
+                    .is_some_and(|p| p.running == 0)
+            {
+                let code = self.conns[slot]
+                    .plan
+                    .as_ref()
+                    .map_or(ReplyCode::GeneralFailure, |p| p.last_error);
+                self.reject(slot, code);
+            }
             return;
         }
-        let conn = &mut self.conns[slot];
-        let local = conn.target.as_ref().map(sys::local_addr);
-        let Some(Ok(local)) = local else {
-            self.connect_next(slot, ReplyCode::GeneralFailure);
-            return;
+        let local = match sys::local_addr(&sock) {
+            Ok(local) => local,
+            Err(_) => {
+                self.deferred_close.push(sock);
+                self.reject(slot, ReplyCode::GeneralFailure);
+                return;
+            }
         };
+        self.cancel_attempts(slot);
+        let conn = &mut self.conns[slot];
+        conn.target = Some(sock);
         if let Some(hs) = conn.handshake.as_mut() {
             hs.grant(local);
         }
@@ -149,10 +176,47 @@ impl Shard {
         let now = self.now();
         let conn = &mut self.conns[slot];
         conn.handshake = None;
-        conn.plan = None;
         conn.phase = Phase::Relay;
         conn.last_active = now;
         let at = now + self.ticks.idle;
         self.set_deadline(slot, at);
+    }
+
+    /// Cancels the connect attempts still in flight; their sockets close after the
+    /// cancellation has been submitted.
+    pub(super) fn cancel_attempts(&mut self, slot: usize) {
+        let cancel = self.token(slot, Op::Cancel);
+        let conn = &mut self.conns[slot];
+        let Some(plan) = conn.plan.as_mut() else {
+            return;
+        };
+        for sock in plan.attempts.iter_mut().filter_map(Option::take) {
+            conn.inflight += 1;
+            self.ring.cancel_fd(Fd::Raw(sock.as_raw_fd()), cancel);
+            self.deferred_close.push(sock);
+        }
+    }
+
+    /// The connection attempt delay passed, or the attempts outlived their timeouts.
+    pub(super) fn connect_deadline(&mut self, slot: usize) {
+        let now = self.now();
+        let Some(plan) = self.conns[slot].plan.as_ref() else {
+            return;
+        };
+        if plan.next < plan.addrs.len() && plan.next_at <= now && self.start_attempt(slot) {
+            return;
+        }
+        let plan = self.conns[slot].plan.as_ref().expect("checked above");
+        if plan.running == 0 {
+            let code = plan.last_error;
+            self.reject(slot, code);
+        } else if plan.backstop <= now {
+            // The linked timeouts should have ended these attempts already.
+            self.cancel_attempts(slot);
+            self.reject(slot, ReplyCode::TtlExpired);
+        } else {
+            let at = plan.backstop;
+            self.set_deadline(slot, at);
+        }
     }
 }

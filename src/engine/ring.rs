@@ -3,8 +3,14 @@
 //!
 //! Every pointer a builder puts into a submission points into memory owned by a
 //! [`BufRing`], a [`ScratchPool`] or this `Ring`; the shard keeps all three alive until
-//! every operation has completed (see `Shard::drain`). That is the invariant behind the one
-//! `unsafe` push below, and why the rest of the engine never handles raw pointers.
+//! every operation has completed (it drains before returning from `Shard::run`). That is
+//! the invariant behind the one `unsafe` push below, and why the rest of the engine never
+//! handles raw pointers.
+//!
+//! Socket addresses of connects are read by the kernel while it processes the submission
+//! (from Linux 6.7 on, connect and sendto copy them at first issue, which happens inside
+//! the submitting system call), so they live in a small arena that is reused after each
+//! submit.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -69,14 +75,20 @@ pub struct Ring {
     /// The shape of every multishot datagram receive: room for an IPv6 source address,
     /// no control data.
     recvmsg: Box<libc::msghdr>,
+    /// Connect addresses of the submissions queued since the last submit.
+    addrs: Box<[[u8; ADDR_CAP]; ADDR_ARENA]>,
+    addrs_used: usize,
 }
+
+/// Connects queued per submit before the queue is flushed early.
+const ADDR_ARENA: usize = 64;
 
 /// Where the destination address of a datagram send is stored.
 #[derive(Debug, Clone, Copy)]
 pub enum DatagramDest {
     /// At the start of the datagram's own buffer.
     InBuffer { len: u32 },
-    /// In the connect area of a scratch block.
+    /// In the reply area of a scratch block.
     Scratch { id: ScratchId, len: u32 },
 }
 
@@ -114,6 +126,8 @@ impl Ring {
                     .sec(connect_timeout.as_secs())
                     .nsec(connect_timeout.subsec_nanos()),
             ),
+            addrs: Box::new([[0; ADDR_CAP]; ADDR_ARENA]),
+            addrs_used: 0,
             recvmsg: Box::new({
                 // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
                 let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -138,9 +152,15 @@ impl Ring {
         let sq = self.uring.submission();
         if sq.capacity() - sq.len() < n {
             drop(sq);
-            // An error here resurfaces at the next submit_and_wait.
-            let _ = self.uring.submit();
+            self.flush();
         }
+    }
+
+    /// Hands queued submissions to the kernel now (without waiting).
+    fn flush(&mut self) {
+        // An error here resurfaces at the next submit_and_wait.
+        let _ = self.uring.submit();
+        self.addrs_used = 0;
     }
 
     fn push(&mut self, entries: &[squeue::Entry]) {
@@ -162,7 +182,9 @@ impl Ring {
             .sec(timeout.as_secs())
             .nsec(timeout.subsec_nanos());
         let args = types::SubmitArgs::new().timespec(&ts);
-        match self.uring.submitter().submit_with_args(1, &args) {
+        let result = self.uring.submitter().submit_with_args(1, &args);
+        self.addrs_used = 0;
+        match result {
             Ok(_) => Ok(()),
             Err(e) => match e.raw_os_error() {
                 // Timed out, interrupted, or completions to reap first: all fine.
@@ -240,19 +262,25 @@ impl Ring {
         self.push(&[e]);
     }
 
-    /// Connects to the address stored in the scratch block, failing with ECANCELED after
-    /// the connect timeout (the linked timeout completes with `timeout_token`).
+    /// Connects to `addr`, failing with ECANCELED after the connect timeout (the linked
+    /// timeout completes with `timeout_token`).
     pub fn connect(
         &mut self,
         fd: Fd,
-        scratch: &ScratchPool,
-        id: ScratchId,
-        addr_len: u32,
+        addr: std::net::SocketAddr,
         token: Token,
         timeout_token: Token,
     ) {
-        let addr = scratch.connect_ptr(id);
-        let connect = on_fd!(fd, |f| opcode::Connect::new(f, addr, addr_len).build())
+        if self.addrs_used == ADDR_ARENA {
+            self.flush();
+        }
+        self.reserve(2);
+        let (raw, len) = super::sockaddr::encode(addr);
+        let slot = &mut self.addrs[self.addrs_used];
+        *slot = raw;
+        let ptr = slot.as_ptr() as *const libc::sockaddr;
+        self.addrs_used += 1;
+        let connect = on_fd!(fd, |f| opcode::Connect::new(f, ptr, len).build())
             .flags(squeue::Flags::IO_LINK)
             .user_data(token.0);
         let timeout = opcode::LinkTimeout::new(&*self.connect_timeout)
@@ -343,7 +371,7 @@ impl Ring {
                 Some(p) => (p.as_ptr() as *const libc::sockaddr, len),
                 None => return false,
             },
-            DatagramDest::Scratch { id, len } => (scratch.connect_ptr(id), len),
+            DatagramDest::Scratch { id, len } => (scratch.reply_ptr(id), len),
         };
         let Some(ptr) = pool.send_ptr(slice.bid, slice.off, slice.len) else {
             return false;

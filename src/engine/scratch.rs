@@ -1,5 +1,5 @@
 //! Small per-connection blocks the kernel reads or writes: handshake replies being sent,
-//! the address of an outbound connect, the client address from SO_PEERNAME.
+//! the client address from SO_PEERNAME or accept, where UDP replies go.
 //!
 //! Blocks live in chunks that are never freed or moved while the shard runs, so a block
 //! handed to the kernel stays valid memory even if a connection is freed too early. Only
@@ -17,7 +17,7 @@ pub const ADDR_CAP: usize = std::mem::size_of::<libc::sockaddr_storage>();
 #[repr(C)]
 struct Block {
     out: [u8; OUT_CAP],
-    connect: [u8; ADDR_CAP],
+    reply: [u8; ADDR_CAP],
     peer: [u8; ADDR_CAP],
     /// accept's in/out address length.
     peer_len: libc::socklen_t,
@@ -45,7 +45,7 @@ impl ScratchPool {
             .map(|_| {
                 UnsafeCell::new(Block {
                     out: [0; OUT_CAP],
-                    connect: [0; ADDR_CAP],
+                    reply: [0; ADDR_CAP],
                     peer: [0; ADDR_CAP],
                     peer_len: 0,
                 })
@@ -86,18 +86,19 @@ impl ScratchPool {
         unsafe { (std::ptr::addr_of!((*self.block(id)).out) as *const u8).add(off) }
     }
 
-    /// Stores `addr` as a sockaddr for a connect; returns its length.
-    pub fn set_connect_addr(&mut self, id: ScratchId, addr: SocketAddr) -> u32 {
+    /// Stores `addr` as the sockaddr UDP replies are sent to; returns its length.
+    pub fn set_reply_addr(&mut self, id: ScratchId, addr: SocketAddr) -> u32 {
         let (raw, len) = sockaddr::encode(addr);
-        // SAFETY: the area is ADDR_CAP bytes and `raw` is exactly that; no operation that
-        // reads this area is in flight when a new connect is prepared.
-        unsafe { *std::ptr::addr_of_mut!((*self.block(id)).connect) = raw };
+        // SAFETY: the area is ADDR_CAP bytes and `raw` is exactly that. The kernel copies
+        // a send's address while the send is submitted, so sends already submitted keep
+        // their own copy.
+        unsafe { *std::ptr::addr_of_mut!((*self.block(id)).reply) = raw };
         len
     }
 
-    pub(super) fn connect_ptr(&self, id: ScratchId) -> *const libc::sockaddr {
+    pub(super) fn reply_ptr(&self, id: ScratchId) -> *const libc::sockaddr {
         // SAFETY: a pointer into a live block, not dereferenced here.
-        unsafe { std::ptr::addr_of!((*self.block(id)).connect) as *const libc::sockaddr }
+        unsafe { std::ptr::addr_of!((*self.block(id)).reply) as *const libc::sockaddr }
     }
 
     pub(super) fn peer_ptr(&self, id: ScratchId) -> *mut libc::c_void {

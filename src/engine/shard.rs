@@ -33,6 +33,9 @@ pub const TICK: Duration = Duration::from_millis(50);
 /// flood of one kind cannot delay timers by more than a few milliseconds.
 const COMPLETIONS_PER_TURN: usize = 1024;
 
+/// RFC 8305's recommended connection attempt delay.
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
 /// How long a rejected client gets to read its reply and close before it is cut off.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -59,6 +62,8 @@ pub(super) struct Ticks {
     pub idle: Tick,
     pub udp_idle: Tick,
     pub linger: Tick,
+    /// RFC 8305 connection attempt delay.
+    pub attempt_delay: Tick,
 }
 
 pub struct Shard {
@@ -74,6 +79,10 @@ pub struct Shard {
     pub(super) shared: Arc<Shared>,
     /// Receives that ran out of buffers, re-armed as buffers come back.
     pub(super) starved: VecDeque<Token>,
+    /// Sockets to close once the submissions queued so far (cancellations naming their
+    /// descriptors) have reached the kernel, so a descriptor number is never reused
+    /// while a cancellation for it is still queued.
+    pub(super) deferred_close: Vec<Socket>,
     pub(super) udp_starved: VecDeque<Token>,
     pub(super) stopping: bool,
     pub(super) ticks: Ticks,
@@ -110,6 +119,7 @@ impl Shard {
                 idle: ticks(cfg.idle_timeout),
                 udp_idle: ticks(cfg.udp_idle_timeout),
                 linger: ticks(LINGER),
+                attempt_delay: ticks(ATTEMPT_DELAY),
             },
             ring,
             pool,
@@ -130,6 +140,7 @@ impl Shard {
             mailbox,
             shared,
             starved: VecDeque::new(),
+            deferred_close: Vec::new(),
             udp_starved: VecDeque::new(),
             stopping: false,
             out: Vec::with_capacity(64),
@@ -159,6 +170,7 @@ impl Shard {
                 TICK
             };
             self.ring.submit_and_wait(wait)?;
+            self.deferred_close.clear();
             self.ring.drain(&mut completions, COMPLETIONS_PER_TURN);
             for c in completions.drain(..) {
                 self.dispatch(c);

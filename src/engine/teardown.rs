@@ -14,10 +14,11 @@ use crate::proto::ReplyCode;
 impl Shard {
     pub(super) fn begin_close(&mut self, slot: usize) {
         let cancel = self.token(slot, Op::Cancel);
-        let conn = &mut self.conns[slot];
-        if conn.phase == Phase::Closing {
+        if self.conns[slot].phase == Phase::Closing {
             return;
         }
+        self.cancel_attempts(slot);
+        let conn = &mut self.conns[slot];
         conn.phase = Phase::Closing;
         if conn.inflight == 0 {
             return;
@@ -65,7 +66,7 @@ impl Shard {
                 self.begin_close(slot)
             }
             Phase::Resolving => self.reject(slot, ReplyCode::HostUnreachable),
-            Phase::Connecting => self.reject(slot, ReplyCode::TtlExpired),
+            Phase::Connecting => self.connect_deadline(slot),
             Phase::BindWait => self.bind_timed_out(slot),
             Phase::Closing => {}
         }

@@ -167,7 +167,7 @@ impl Shard {
         assoc.client_sock = Some(sock);
         if let Some(declared) = assoc.matcher.declared() {
             assoc.reply_to = Some(declared);
-            assoc.reply_len = self.scratch.set_connect_addr(conn.scratch, declared);
+            assoc.reply_len = self.scratch.set_reply_addr(conn.scratch, declared);
         }
         if let Some(hs) = conn.handshake.as_mut() {
             hs.grant(advertised);
@@ -285,7 +285,7 @@ impl Shard {
         }
         if assoc.reply_to != Some(src) {
             assoc.reply_to = Some(src);
-            assoc.reply_len = self.scratch.set_connect_addr(conn.scratch, src);
+            assoc.reply_len = self.scratch.set_reply_addr(conn.scratch, src);
         }
         let datagram = self.udp_pool.data(bid, off as u32, len as u32);
         let Outbound { dest, payload } = match association::client_datagram(datagram) {
