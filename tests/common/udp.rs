@@ -21,6 +21,9 @@ const LOG_LIMIT: usize = 1000;
 /// How long the target's receive blocks before it looks at its stop flag.
 const TARGET_POLL: Duration = Duration::from_millis(50);
 
+/// Datagrams as received: source and payload.
+type Log = Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>;
+
 /// What a [`UdpTarget`] does with a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -39,7 +42,7 @@ pub struct UdpTarget {
     addr: SocketAddr,
     reply_from: SocketAddr,
     received: Arc<AtomicU64>,
-    log: Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>,
+    log: Log,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -59,7 +62,7 @@ impl UdpTarget {
         let reply_from = replier.local_addr().expect("local address");
         sock.set_read_timeout(Some(TARGET_POLL)).unwrap();
         let received = Arc::new(AtomicU64::new(0));
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log: Log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (received, log, stop) = (received.clone(), log.clone(), stop.clone());
@@ -303,7 +306,10 @@ pub fn parse_relayed(bytes: &[u8]) -> io::Result<Relayed> {
         }),
         other => Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("bad SOCKS UDP header {:02x?}: {other:?}", &bytes[..bytes.len().min(32)]),
+            format!(
+                "bad SOCKS UDP header {:02x?}: {other:?}",
+                &bytes[..bytes.len().min(32)]
+            ),
         )),
     }
 }
@@ -364,7 +370,11 @@ pub fn wait_unbound(addr: SocketAddr, within: Duration) -> bool {
 /// connected socket): proof that nothing listens there. Sends a few probes, each a
 /// malformed SOCKS header so that a live relay would drop it, within `within`.
 pub fn port_refuses(addr: SocketAddr, within: Duration) -> bool {
-    let any = if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" };
+    let any = if addr.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    };
     let probe = UdpSocket::bind(any).expect("bind a probe socket");
     probe.connect(addr).expect("connect the probe");
     let deadline = Instant::now() + within;
