@@ -13,6 +13,7 @@ pub mod http;
 pub mod server;
 pub mod socks;
 pub mod target;
+pub mod udp;
 pub mod wait;
 
 pub use data::{Pattern, Sha256Digest};

@@ -221,3 +221,31 @@ pub fn exchange(near: &mut TcpStream, far: &mut TcpStream, tag: &str) {
     let got = super::wait::read_exact_vec(near, down.len()).expect("read through the tunnel");
     assert_eq!(got, down.as_bytes(), "bytes arrived changed at the client");
 }
+
+/// Sends a SOCKS5 BIND for a peer expected from `expected` and returns the connection
+/// with the first reply (the listening address, or a failure).
+#[track_caller]
+pub fn socks5_bind(proxy: SocketAddr, expected: impl Into<Address>) -> (TcpStream, socks5::Reply) {
+    let expected = expected.into();
+    let mut stream = dial(proxy);
+    let reply = socks5_handshake(&mut stream, socks5::CMD_BIND, &expected, None)
+        .unwrap_or_else(|e| panic!("SOCKS5 BIND {expected} via {proxy}: {e}"));
+    (stream, reply)
+}
+
+/// Sends a SOCKS4 BIND (SOCKS4a for a domain) and returns the connection with the first
+/// reply.
+#[track_caller]
+pub fn socks4_bind(
+    proxy: SocketAddr,
+    expected: impl Into<Address>,
+    user_id: &[u8],
+) -> (TcpStream, socks4::Reply) {
+    let expected = expected.into();
+    let mut stream = dial(proxy);
+    let reply = stream
+        .write_all(&socks4_request(socks4::CMD_BIND, &expected, user_id))
+        .and_then(|()| read_socks4_reply(&mut stream))
+        .unwrap_or_else(|e| panic!("SOCKS4 BIND {expected} via {proxy}: {e}"));
+    (stream, reply)
+}
