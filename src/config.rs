@@ -143,6 +143,7 @@ pub fn build(args: &Args, host: HostLimits) -> Result<EngineConfig, ConfigError>
         udp_idle_timeout: args.udp_idle_timeout,
         udp_buffer_size: args.udp_max_datagram + UDP_BUFFER_OVERHEAD,
         udp_buffer_count: args.udp_buffers,
+        udp_max_payload: args.udp_max_datagram,
         bind_addr: args.bind_addr,
         resolver: ResolverConfig {
             threads: args.resolver_threads as usize,

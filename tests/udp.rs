@@ -497,6 +497,8 @@ fn largest_datagram_passes_and_an_oversized_one_is_dropped() {
     let full = vec![0xabu8; 1024];
     let got = client.round_trip(&dest, &full);
     assert_eq!(got.header_len, 22);
+    // One byte over the limit is dropped, as is a far larger one.
+    client.send(&dest, &vec![0xcdu8; 1025]);
     client.send(&dest, &vec![0xcdu8; 4000]);
     let got = client.round_trip(&dest, b"after the oversized one");
     assert_eq!(got.from, dest);

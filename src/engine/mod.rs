@@ -68,6 +68,8 @@ pub struct EngineConfig {
     /// shard (a power of two).
     pub udp_buffer_size: u32,
     pub udp_buffer_count: u16,
+    /// Largest payload relayed; larger datagrams are dropped.
+    pub udp_max_payload: u32,
     /// BIND: listen here instead of the address facing the expected peer.
     pub bind_addr: Option<IpAddr>,
     pub resolver: ResolverConfig,
@@ -92,6 +94,7 @@ impl Default for EngineConfig {
             udp_idle_timeout: Duration::from_secs(300),
             udp_buffer_size: 2048,
             udp_buffer_count: 1024,
+            udp_max_payload: 2000,
             bind_addr: None,
             resolver: ResolverConfig::default(),
         }

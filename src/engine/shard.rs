@@ -89,6 +89,9 @@ pub struct Shard {
     /// Reused for handshake output.
     pub(super) out: Vec<u8>,
     epoch: Instant,
+    /// The current tick, read once per loop turn before completions are handled, so
+    /// deadlines set while handling them count from now.
+    clock: Tick,
 }
 
 fn ticks(d: Duration) -> Tick {
@@ -145,6 +148,7 @@ impl Shard {
             stopping: false,
             out: Vec::with_capacity(64),
             epoch: Instant::now(),
+            clock: 0,
         })
     }
 
@@ -153,7 +157,7 @@ impl Shard {
     }
 
     pub(super) fn now(&self) -> Tick {
-        self.timers.now()
+        self.clock
     }
 
     /// Runs until shutdown, then returns once every operation has completed.
@@ -171,11 +175,12 @@ impl Shard {
             };
             self.ring.submit_and_wait(wait)?;
             self.deferred_close.clear();
+            self.clock = (self.epoch.elapsed().as_millis() / TICK.as_millis()) as Tick;
             self.ring.drain(&mut completions, COMPLETIONS_PER_TURN);
             for c in completions.drain(..) {
                 self.dispatch(c);
             }
-            let now = (self.epoch.elapsed().as_millis() / TICK.as_millis()) as Tick;
+            let now = self.clock;
             if now > self.timers.now() {
                 self.timers.advance(now, &mut fired);
                 for key in fired.drain(..) {

@@ -297,6 +297,10 @@ impl Shard {
             }
         };
         let (p_off, p_len) = ((off + payload.start) as u32, payload.len() as u32);
+        if p_len > self.shared.config.udp_max_payload {
+            self.udp_drop(slot, bid);
+            return;
+        }
         match dest {
             Address::Ip(sa) => self.send_remote(slot, bid, p_off, p_len, sa),
             Address::Domain(host, port) => match self.shared.resolver.cached(&host) {
@@ -413,6 +417,10 @@ impl Shard {
         let Some(assoc) = conn.udp.as_mut() else {
             return;
         };
+        if len as u32 > self.shared.config.udp_max_payload {
+            self.udp_drop(slot, bid);
+            return;
+        }
         let (Some(_), Some(fd)) = (assoc.reply_to, assoc.fd(CLIENT)) else {
             // The client has not sent anything yet: nowhere to deliver.
             self.udp_drop(slot, bid);
