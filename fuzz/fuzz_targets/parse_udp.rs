@@ -1,0 +1,9 @@
+//! The SOCKS5 UDP header parser on any datagram.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ringsocks_fuzz::invariants::check_udp_header;
+
+fuzz_target!(|data: &[u8]| {
+    check_udp_header(data);
+});
