@@ -460,7 +460,7 @@ fn arb_handshake_input() -> impl Strategy<Value = (HandshakeConfig, Vec<u8>)> {
 }
 
 proptest! {
-    #![proptest_config(cases(128))]
+    #![proptest_config(cases(256))]
 
     #[test]
     fn valid_handshakes_give_the_expected_transcript_under_any_split(
