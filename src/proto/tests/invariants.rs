@@ -7,6 +7,7 @@
 use std::fmt::Debug;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::proto::association::{client_datagram, Drop};
 use crate::proto::udp::Header;
 use crate::proto::{Address, Command, Error, Event, Handshake, HandshakeConfig, Parse};
 use crate::proto::{ReplyCode, Version};
@@ -72,6 +73,25 @@ pub fn check_udp_header(datagram: &[u8]) {
     assert_eq!(out.len(), offset);
     out.extend_from_slice(&datagram[offset..]);
     assert_eq!(Header::parse(&out), Ok(Some((header, offset))));
+}
+
+/// Checks the UDP relay's reading of a client datagram against the header parser: a
+/// whole datagram (FRAG 0) is relayed to its normalized destination with the payload
+/// right after the header; a fragment or a malformed header is dropped, for that reason.
+pub fn check_client_datagram(datagram: &[u8]) {
+    let header = Header::parse(datagram);
+    match client_datagram(datagram) {
+        Ok(out) => {
+            let Ok(Some((h, offset))) = header else {
+                panic!("relayed a datagram whose header is {header:?}");
+            };
+            assert_eq!(h.frag, 0);
+            assert_eq!(out.dest, h.address.normalized());
+            assert_eq!(out.payload, offset..datagram.len());
+        }
+        Err(Drop::Fragment) => assert!(matches!(header, Ok(Some((h, _))) if h.frag != 0)),
+        Err(Drop::Malformed) => assert!(matches!(header, Ok(None) | Err(_))),
+    }
 }
 
 /// How the driver answers the handshake's decisions.

@@ -4,6 +4,7 @@
 //! shows. Parsers are checked at every prefix: one byte short of a message is incomplete.
 
 mod addr;
+mod association;
 mod auth;
 mod codes;
 mod handshake_errors;

@@ -9,7 +9,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 
-use super::invariants::{check_handshake, check_parser, check_transcript, check_udp_header};
+use super::invariants::{check_client_datagram, check_handshake, check_parser};
+use super::invariants::{check_transcript, check_udp_header};
 use super::invariants::{drive, End, Script, Transcript};
 use super::wire;
 use crate::proto::auth::{Credentials, Status};
@@ -200,6 +201,7 @@ fn check_all_parsers(input: &[u8]) {
     check_parser(input, Credentials::parse, Credentials::emit);
     check_parser(input, Status::parse, Status::emit);
     check_udp_header(input);
+    check_client_datagram(input);
 }
 
 /// Bytes that reach deep into the parsers: a head of small values (versions, commands,
