@@ -45,12 +45,13 @@ impl Address {
         }
     }
 
-    /// Bytes this address takes on the wire: ATYP, address, port.
+    /// Bytes this address takes on the wire: ATYP, address, port. Agrees with
+    /// [`Address::emit`], which cuts a domain to [`MAX_DOMAIN_LEN`].
     pub fn wire_len(&self) -> usize {
         match self {
             Address::Ip(SocketAddr::V4(_)) => 1 + 4 + 2,
             Address::Ip(SocketAddr::V6(_)) => 1 + 16 + 2,
-            Address::Domain(name, _) => 1 + 1 + name.len() + 2,
+            Address::Domain(name, _) => 1 + 1 + name.len().min(MAX_DOMAIN_LEN) + 2,
         }
     }
 

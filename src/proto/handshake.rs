@@ -221,8 +221,13 @@ impl Handshake {
         }
     }
 
-    /// Refuses the request (or a BIND still waiting for its peer) with `code`.
+    /// Refuses the request (or a BIND still waiting for its peer) with `code`. A success
+    /// code cannot refuse anything: it is sent as a general failure.
     pub fn reject(&mut self, code: ReplyCode) {
+        let code = match code.to_u8() {
+            0 => ReplyCode::GeneralFailure,
+            _ => code,
+        };
         match mem::replace(&mut self.state, State::AwaitGreeting) {
             State::AwaitVerdict { version, .. } | State::AwaitBindPeer { version } => {
                 self.emit_failure(version, code);

@@ -26,7 +26,7 @@ pub mod socks5;
 pub mod udp;
 
 pub use addr::{Address, MAX_DOMAIN_LEN};
-pub use error::{Error, Field};
+pub use error::{Error, ErrorReply, Field};
 pub use handshake::{Command, Event, Handshake, HandshakeConfig, Request, Version};
 pub use reply::ReplyCode;
 

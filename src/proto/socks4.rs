@@ -27,6 +27,12 @@ pub struct Request {
     pub user_id: Vec<u8>,
 }
 
+/// DSTIP 0.0.0.x, x ≠ 0: a SOCKS4a host name follows the user id.
+fn is_socks4a_marker(ip: &Ipv4Addr) -> bool {
+    let o = ip.octets();
+    o[..3] == [0, 0, 0] && o[3] != 0
+}
+
 /// Finds a NUL in `buf`, which starts at a capped field.
 fn nul_field(buf: &[u8], field: Field) -> Result<Option<usize>, Error> {
     match buf.iter().take(MAX_FIELD_LEN + 1).position(|&b| b == 0) {
@@ -51,8 +57,7 @@ impl Request {
         };
         let user_id = buf[8..8 + ulen].to_vec();
         let mut consumed = 8 + ulen + 1;
-        let o = ip.octets();
-        let address = if o[0] == 0 && o[1] == 0 && o[2] == 0 && o[3] != 0 {
+        let address = if is_socks4a_marker(&ip) {
             let Some(hlen) = nul_field(&buf[consumed..], Field::Socks4Host)? else {
                 return Ok(Parse::Incomplete);
             };
@@ -75,12 +80,16 @@ impl Request {
         })
     }
 
-    /// Appends the request. An IPv6 address cannot be carried and is sent as SOCKS4a with
-    /// its text form; a domain is sent as SOCKS4a.
+    /// Appends the request. An IPv6 address cannot be carried, nor can 0.0.0.x (x ≠ 0),
+    /// which marks SOCKS4a: both are sent as SOCKS4a with their text form; a domain is
+    /// sent as SOCKS4a.
     pub fn emit(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&[VERSION, self.command]);
         out.extend_from_slice(&self.address.port().to_be_bytes());
         let host = match &self.address {
+            Address::Ip(SocketAddr::V4(sa)) if is_socks4a_marker(sa.ip()) => {
+                Some(sa.ip().to_string())
+            }
             Address::Ip(SocketAddr::V4(sa)) => {
                 out.extend_from_slice(&sa.ip().octets());
                 None
