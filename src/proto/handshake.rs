@@ -394,6 +394,14 @@ impl Handshake {
     }
 
     fn emit_reply(&mut self, version: Version, code: ReplyCode, bound: SocketAddr) {
+        // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; clients expect ATYP 1.
+        let bound = match bound {
+            SocketAddr::V6(sa) => match sa.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(v4.into(), sa.port()),
+                None => bound,
+            },
+            v4 => v4,
+        };
         match version {
             Version::Socks4 => socks4::Reply::new(code, Some(bound)).emit(&mut self.output),
             Version::Socks5 => socks5::Reply {

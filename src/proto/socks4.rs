@@ -120,12 +120,17 @@ pub struct Reply {
 impl Reply {
     pub const LEN: usize = 8;
 
-    /// A reply for `code`. SOCKS4 can only carry an IPv4 bound address; any other is
-    /// sent as 0.0.0.0:0, which tells the client to use the server's address.
+    /// A reply for `code`. SOCKS4 can only carry an IPv4 bound address: an IPv4-mapped
+    /// IPv6 address is sent as the IPv4 address it carries, any other as 0.0.0.0 with
+    /// the port kept (0.0.0.0 tells the client to use the server's address).
     pub fn new(code: ReplyCode, bound: Option<SocketAddr>) -> Reply {
         let bound = match bound {
             Some(SocketAddr::V4(sa)) => sa,
-            _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            Some(SocketAddr::V6(sa)) => {
+                let ip = sa.ip().to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED);
+                SocketAddrV4::new(ip, sa.port())
+            }
+            None => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
         };
         Reply {
             code: code.socks4(),

@@ -387,12 +387,30 @@ fn udp_associate_grant_replies_with_the_relay_address() {
 }
 
 #[test]
-fn socks4_grant_with_ipv6_bound_address_sends_zeros() {
+fn socks4_grant_with_ipv6_bound_address_keeps_the_port_and_zeros_the_ip() {
     let mut hs = Handshake::new(no_auth());
     hs.handle_input(&wire::socks4_request(1, 80, [192, 0, 2, 10], b"", None));
     hs.poll_event();
     hs.grant(sa("[::1]:40000"));
-    assert_eq!(output(&mut hs), [0x00, 90, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(output(&mut hs), [0x00, 90, 0x9c, 0x40, 0, 0, 0, 0]);
+}
+
+#[test]
+fn ipv4_mapped_bound_addresses_are_sent_as_ipv4() {
+    let mut hs = Handshake::new(no_auth());
+    hs.handle_input(&wire::socks4_request(1, 80, [192, 0, 2, 10], b"", None));
+    hs.poll_event();
+    hs.grant(sa("[::ffff:192.0.2.1]:40000"));
+    assert_eq!(output(&mut hs), [0x00, 90, 0x9c, 0x40, 192, 0, 2, 1]);
+    let mut hs = Handshake::new(no_auth());
+    hs.handle_input(&[5, 1, 0, 5, 1, 0, 1, 192, 0, 2, 10, 0, 80]);
+    hs.poll_event();
+    hs.grant(sa("[::ffff:192.0.2.1]:40000"));
+    assert_eq!(
+        output(&mut hs),
+        [5, 0, 5, 0, 0, 1, 192, 0, 2, 1, 0x9c, 0x40],
+        "method selection, then a reply with ATYP 1"
+    );
 }
 
 #[test]

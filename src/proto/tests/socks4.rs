@@ -205,9 +205,17 @@ fn granted_reply_carries_the_bound_address() {
 }
 
 #[test]
-fn granted_reply_sends_zeros_for_an_ipv6_bound_address() {
+fn granted_reply_keeps_the_port_of_an_ipv6_bound_address() {
     let msg = Reply::new(ReplyCode::Succeeded, Some("[::1]:40000".parse().unwrap()));
-    assert_eq!(emitted(|out| msg.emit(out)), [0x00, 90, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        emitted(|out| msg.emit(out)),
+        [0x00, 90, 0x9c, 0x40, 0, 0, 0, 0]
+    );
+    let msg = Reply::new(
+        ReplyCode::Succeeded,
+        Some("[::ffff:10.1.2.3]:80".parse().unwrap()),
+    );
+    assert_eq!(emitted(|out| msg.emit(out)), [0x00, 90, 0, 80, 10, 1, 2, 3]);
 }
 
 #[test]

@@ -67,15 +67,17 @@ pub fn socks5_reply(rep: u8, bound: SocketAddr) -> Vec<u8> {
     b
 }
 
-/// A SOCKS4 reply: VN 0, CD, then the bound port and IPv4 address, or zeros.
+/// A SOCKS4 reply: VN 0, CD, the bound port, then the IPv4 address (an IPv4-mapped
+/// IPv6 address unmapped, any other IPv6 address as zeros).
 pub fn socks4_reply(cd: u8, bound: SocketAddr) -> Vec<u8> {
     let mut b = vec![0x00, cd];
+    b.extend_from_slice(&bound.port().to_be_bytes());
     match bound {
-        SocketAddr::V4(sa) => {
-            b.extend_from_slice(&sa.port().to_be_bytes());
-            b.extend_from_slice(&sa.ip().octets());
-        }
-        SocketAddr::V6(_) => b.extend_from_slice(&[0; 6]),
+        SocketAddr::V4(sa) => b.extend_from_slice(&sa.ip().octets()),
+        SocketAddr::V6(sa) => match sa.ip().to_ipv4_mapped() {
+            Some(v4) => b.extend_from_slice(&v4.octets()),
+            None => b.extend_from_slice(&[0; 4]),
+        },
     }
     b
 }
