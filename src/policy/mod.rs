@@ -195,9 +195,14 @@ impl Policy {
         self.users.is_some()
     }
 
-    /// Whether some rule restricts clients by address (the open-proxy check).
+    /// Whether some rule looks at client addresses, other than to match every address
+    /// (the open-proxy check).
     pub fn restricts_clients(&self) -> bool {
-        self.rules.iter().any(|r| r.clients.is_some())
+        self.rules.iter().any(|r| {
+            r.clients
+                .as_ref()
+                .is_some_and(|c| !c.nets().iter().any(|n| n.prefix_len() == 0))
+        })
     }
 }
 
