@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::Settings;
 pub use crate::config::values::LogLevel;
+use crate::config::Settings;
 
 /// A SOCKS4 / SOCKS4a / SOCKS5 proxy server on per-core io_uring shards.
 #[derive(Debug, Parser)]
@@ -53,7 +53,11 @@ mod tests {
     fn no_flags_set_nothing() {
         let cli = parse(&[]).unwrap();
         assert!(cli.command.is_none() && cli.config.is_none());
-        assert_eq!(cli.settings, Settings::default(), "defaults come later, under the file");
+        assert_eq!(
+            cli.settings,
+            Settings::default(),
+            "defaults come later, under the file"
+        );
     }
 
     #[test]
@@ -101,10 +105,15 @@ mod tests {
     #[test]
     fn subcommands() {
         let cli = parse(&["check-config", "/etc/ringsocks.toml"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::CheckConfig { ref file }) if file.ends_with("ringsocks.toml")));
+        assert!(
+            matches!(cli.command, Some(Command::CheckConfig { ref file }) if file.ends_with("ringsocks.toml"))
+        );
         let cli = parse(&["--shards", "2", "check-config", "x.toml"]).unwrap();
         assert_eq!(cli.settings.shards, Some(2));
-        assert!(matches!(parse(&["hash-password"]).unwrap().command, Some(Command::HashPassword)));
+        assert!(matches!(
+            parse(&["hash-password"]).unwrap().command,
+            Some(Command::HashPassword)
+        ));
         assert!(parse(&["check-config"]).is_err(), "the file is required");
     }
 
@@ -114,7 +123,10 @@ mod tests {
             (&["--cpus", "0-x"][..], "--cpus"),
             (&["--idle-timeout", "1s"], "--idle-timeout"),
             (&["--prefer", "ipv5"], "--prefer"),
-            (&["--bandwidth-per-user-up", "fast"], "--bandwidth-per-user-up"),
+            (
+                &["--bandwidth-per-user-up", "fast"],
+                "--bandwidth-per-user-up",
+            ),
             (&["--proxy-trusted", "10.0.0.0/99"], "--proxy-trusted"),
         ] {
             let e = parse(args).unwrap_err().to_string();

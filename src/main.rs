@@ -60,7 +60,11 @@ fn check_config(cli: &Cli, file: &std::path::Path) -> Result<(), Box<dyn std::er
 }
 
 fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let config = config::load(&cli.settings, cli.config.as_deref(), Some(HostLimits::read()))?;
+    let config = config::load(
+        &cli.settings,
+        cli.config.as_deref(),
+        Some(HostLimits::read()),
+    )?;
     env_logger::Builder::new()
         .filter_level(config.ops.log_level.filter())
         .format_target(false)

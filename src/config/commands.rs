@@ -52,9 +52,14 @@ mod tests {
         let hash = hash_password_line(b"correct horse\n", cheap.clone()).unwrap();
         let users = Users::parse(&format!("alice:{hash}\n")).unwrap();
         assert!(users.verify(b"alice", b"correct horse"));
-        assert!(!users.verify(b"alice", b"correct horse\n"), "the newline is not part of it");
+        assert!(
+            !users.verify(b"alice", b"correct horse\n"),
+            "the newline is not part of it"
+        );
         let crlf = hash_password_line(b"pw\r\n", cheap.clone()).unwrap();
-        assert!(Users::parse(&format!("a:{crlf}")).unwrap().verify(b"a", b"pw"));
+        assert!(Users::parse(&format!("a:{crlf}"))
+            .unwrap()
+            .verify(b"a", b"pw"));
         assert!(hash_password_line(b"\n", cheap.clone()).is_err());
         assert!(hash_password_line(&[b'x'; 256], cheap).is_err());
     }

@@ -156,7 +156,10 @@ fn read_users(s: &Settings, src: &Source) -> Result<Option<Arc<Users>>, ConfigEr
     };
     let key = KeyPath::key("users");
     let text = std::fs::read_to_string(path).map_err(|e| {
-        src.error(&key, format!("cannot read users file {}: {e}", path.display()))
+        src.error(
+            &key,
+            format!("cannot read users file {}: {e}", path.display()),
+        )
     })?;
     let users = Users::parse(&text)
         .map_err(|e| src.error(&key, format!("users file {}: {e}", path.display())))?;
@@ -177,7 +180,8 @@ fn read_users(s: &Settings, src: &Source) -> Result<Option<Arc<Users>>, ConfigEr
 type Listeners = Vec<(SocketAddr, Option<Arc<NetSet>>)>;
 
 fn listeners(s: &Settings, src: &Source) -> Result<Listeners, ConfigError> {
-    let trusted_set = |list: &[values::Cidr]| Arc::new(NetSet::new(list.iter().map(|c| c.0).collect()));
+    let trusted_set =
+        |list: &[values::Cidr]| Arc::new(NetSet::new(list.iter().map(|c| c.0).collect()));
     let global = trusted_set(&s.proxy_trusted);
     let mut out: Listeners = Vec::new();
     let mut keys = Vec::new();
@@ -270,7 +274,12 @@ fn check_open(
 
 fn name_ok(src: &Source, key: &str, v: &Option<String>) -> Result<(), ConfigError> {
     match v {
-        Some(n) if n.is_empty() || n.len() > 32 || n.contains([':', '/']) || n.chars().any(char::is_whitespace) => {
+        Some(n)
+            if n.is_empty()
+                || n.len() > 32
+                || n.contains([':', '/'])
+                || n.chars().any(char::is_whitespace) =>
+        {
             Err(src.error(
                 &KeyPath::key(key),
                 format!("`{n}` is not a user or group name (or number)"),

@@ -109,18 +109,27 @@ pub(super) fn build(
 
     for (key, value) in [
         ("max-sessions-per-ip", s.max_sessions_per_ip),
-        ("max-new-sessions-per-ip-per-sec", s.max_new_sessions_per_ip_per_sec),
+        (
+            "max-new-sessions-per-ip-per-sec",
+            s.max_new_sessions_per_ip_per_sec,
+        ),
         ("max-sessions-per-user", s.max_sessions_per_user),
     ] {
         if value == Some(0) {
-            return Err(src.error(&KeyPath::key(key), "must be at least 1 (leave it out for no limit)"));
+            return Err(src.error(
+                &KeyPath::key(key),
+                "must be at least 1 (leave it out for no limit)",
+            ));
         }
     }
     if users.is_none() {
         for (key, set) in [
             ("max-sessions-per-user", s.max_sessions_per_user.is_some()),
             ("bandwidth-per-user-up", s.bandwidth_per_user_up.is_some()),
-            ("bandwidth-per-user-down", s.bandwidth_per_user_down.is_some()),
+            (
+                "bandwidth-per-user-down",
+                s.bandwidth_per_user_down.is_some(),
+            ),
         ] {
             if set {
                 return Err(src.error(
@@ -280,7 +289,10 @@ fn egress(
             Nested(_) => place.key("source").index(i),
         };
         if ip.is_unspecified() {
-            return Err(src.error(&key, format!("{ip} is a wildcard: give an address of this host")));
+            return Err(src.error(
+                &key,
+                format!("{ip} is a wildcard: give an address of this host"),
+            ));
         }
         let taken = match ip {
             IpAddr::V4(v4) => out.source_v4.replace(*v4).is_some(),

@@ -14,8 +14,8 @@ use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    ActionName, Cidr, CommandName, CpuList, DomainEntry, Ipv6Mode, LogLevel, LogTarget,
-    NetEntry, PortRange, PortSpec, PreferFamily, Rate, Secs,
+    ActionName, Cidr, CommandName, CpuList, DomainEntry, Ipv6Mode, LogLevel, LogTarget, NetEntry,
+    PortRange, PortSpec, PreferFamily, Rate, Secs,
 };
 
 fn is_false(b: &bool) -> bool {

@@ -63,7 +63,8 @@ impl fmt::Display for KeyPath {
                         f.write_str(".")?;
                     }
                     let bare = !k.is_empty()
-                        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                        && k.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
                     if bare {
                         f.write_str(k)?;
                     } else {
@@ -94,10 +95,9 @@ impl Source {
             return ConfigError(format!("--{top}: {message}"));
         }
         match (&self.file, self.line_of(path)) {
-            (Some(file), Some(line)) => ConfigError(format!(
-                "{} line {line}: {path}: {message}",
-                file.display()
-            )),
+            (Some(file), Some(line)) => {
+                ConfigError(format!("{} line {line}: {path}: {message}", file.display()))
+            }
             _ => ConfigError(format!("{path}: {message}")),
         }
     }
@@ -191,7 +191,10 @@ fn parse_file(path: &Path, text: &str) -> Result<Settings, ConfigError> {
                 out.push_str(&format!(": {key}"));
             }
         }
-        out.push_str(&format!(": {}", e.message().trim()));
+        out.push_str(&format!(
+            ": {}",
+            e.message().trim().replace("unknown field", "unknown key")
+        ));
         ConfigError(out)
     })
 }
@@ -208,7 +211,10 @@ pub fn effective(flags: &Settings, file: Option<&Path>) -> Result<(Settings, Sou
     let mut merged = to_table(&defaults());
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!("cannot read configuration file {}: {e}", path.display()))
+            ConfigError(format!(
+                "cannot read configuration file {}: {e}",
+                path.display()
+            ))
         })?;
         let mut file_table = to_table(&parse_file(path, &text)?);
         if LISTENER_KEYS.iter().any(|k| flag_table.contains_key(*k)) {
@@ -246,14 +252,20 @@ mod tests {
     fn key_paths_print_like_toml() {
         let p = KeyPath::key("rule").index(1).field("dest");
         assert_eq!(p.to_string(), "rule[2].dest");
-        let p = KeyPath::key("per-user").field("john.doe").field("max-sessions");
+        let p = KeyPath::key("per-user")
+            .field("john.doe")
+            .field("max-sessions");
         assert_eq!(p.to_string(), "per-user.\"john.doe\".max-sessions");
     }
 
     #[test]
     fn paths_are_found_at_offsets_and_lines_at_paths() {
         let text = "listen = [\"127.0.0.1:1\"]\n\n[[rule]]\naction = \"allow\"\n\n[[rule]]\naction = \"deny\"\nports = [80]\n\n[per-user.\"a.b\"]\nmax-sessions = 3\n";
-        let at = |needle: &str| path_at(text, text.find(needle).unwrap()).unwrap().to_string();
+        let at = |needle: &str| {
+            path_at(text, text.find(needle).unwrap())
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(at("\"127"), "listen[1]");
         assert_eq!(at("\"deny\""), "rule[2].action");
         assert_eq!(at("ports"), "rule[2].ports");

@@ -69,7 +69,10 @@ fn shards_follow_the_cpu_list() {
 #[test]
 fn too_many_connections_for_the_descriptor_limit() {
     let e = err(build_flags(&["--max-connections", "30000"], host()));
-    assert!(e.contains("RLIMIT_NOFILE") && e.contains("--max-connections"), "{e}");
+    assert!(
+        e.contains("RLIMIT_NOFILE") && e.contains("--max-connections"),
+        "{e}"
+    );
     let cfg = build_flags(&[], host()).unwrap();
     assert_eq!(cfg.engine.max_connections, 20000 - RESERVED_FDS as usize);
     assert_eq!(
@@ -190,18 +193,26 @@ fn a_full_file_builds_engine_config_and_policy() {
     let e = &cfg.engine;
     assert_eq!(e.listen.len(), 2);
     assert!(e.proxy_protocol[0].is_none());
-    let trusted = e.proxy_protocol[1].as_ref().expect("second listener speaks PROXY");
+    let trusted = e.proxy_protocol[1]
+        .as_ref()
+        .expect("second listener speaks PROXY");
     assert!(trusted.contains("10.1.2.3".parse().unwrap()));
     assert_eq!(e.cpus.len(), 2);
     assert_eq!(e.handshake_timeout, Duration::from_secs(5));
     assert_eq!(e.connect_timeout, Duration::from_millis(2500));
     assert_eq!(cfg.ops.drain_timeout, Duration::from_secs(60));
-    assert_eq!(cfg.ops.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
+    assert_eq!(
+        cfg.ops.metrics_listen,
+        Some("127.0.0.1:9100".parse().unwrap())
+    );
     assert_eq!(cfg.ops.access_log, Some(LogTarget::Stderr));
     assert_eq!(cfg.ops.log_level, LogLevel::Debug);
 
     let p = &e.policy;
-    assert!(Arc::ptr_eq(p.users.as_ref().unwrap(), e.users.as_ref().unwrap()));
+    assert!(Arc::ptr_eq(
+        p.users.as_ref().unwrap(),
+        e.users.as_ref().unwrap()
+    ));
     assert_eq!(p.rule_count(), 3);
     assert_eq!(p.prefer, crate::policy::Prefer::Ipv4);
     let client: IpAddr = "198.51.100.9".parse().unwrap();
@@ -229,14 +240,26 @@ fn a_full_file_builds_engine_config_and_policy() {
     assert!(d.allow);
     let egress = d.egress.unwrap();
     assert_eq!(egress.mark, Some(9), "rule egress wins");
-    assert_eq!(egress.source(false, None, 0), Some("192.0.2.10".parse().unwrap()));
+    assert_eq!(
+        egress.source(false, None, 0),
+        Some("192.0.2.10".parse().unwrap())
+    );
 
     let alice = p.user_limits("alice");
     assert_eq!(alice.max_sessions, Some(50));
     assert_eq!(alice.bandwidth_up, Some(1 << 20));
-    assert_eq!(alice.bandwidth_down, Some(10_000_000), "default for all users");
+    assert_eq!(
+        alice.bandwidth_down,
+        Some(10_000_000),
+        "default for all users"
+    );
     assert_eq!(p.user_limits("bob").max_sessions, Some(10));
-    assert!(p.per_user["alice"].egress.as_ref().unwrap().ipv6_prefix.is_some());
+    assert!(p.per_user["alice"]
+        .egress
+        .as_ref()
+        .unwrap()
+        .ipv6_prefix
+        .is_some());
     assert_eq!(p.limits.max_sessions_per_ip, Some(100));
     assert_eq!(p.limits.max_new_sessions_per_ip_per_sec, Some(20));
 
@@ -244,7 +267,9 @@ fn a_full_file_builds_engine_config_and_policy() {
     let limiter = Limiter::new();
     let now = Instant::now();
     let mut guard = limiter.admit(&p.limits, client, now).unwrap();
-    guard.admit_user("alice", p.user_limits("alice"), now).unwrap();
+    guard
+        .admit_user("alice", p.user_limits("alice"), now)
+        .unwrap();
     assert!(guard.bandwidth().unwrap().up.is_some());
     assert!(matches!(
         p.users.as_ref().unwrap().verify_fast(b"alice", b"pw", now),
@@ -259,11 +284,17 @@ fn printed_configuration_reads_back_the_same() {
     let printed = source::to_toml(&first.settings);
     let second = files.load(&printed, &[]).unwrap();
     assert_eq!(first.settings, second.settings, "printed:\n{printed}");
-    assert_eq!(format!("{:?}", first.engine.policy.rules), format!("{:?}", second.engine.policy.rules));
+    assert_eq!(
+        format!("{:?}", first.engine.policy.rules),
+        format!("{:?}", second.engine.policy.rules)
+    );
     assert_eq!(first.engine.listen, second.engine.listen);
     // Defaults are written out, so the printed file says everything in force.
     assert!(printed.contains("idle-timeout = 300"), "{printed}");
-    assert!(printed.contains("[[rule]]") && printed.contains("[per-user.alice]"), "{printed}");
+    assert!(
+        printed.contains("[[rule]]") && printed.contains("[per-user.alice]"),
+        "{printed}"
+    );
 }
 
 #[test]
@@ -272,13 +303,26 @@ fn flags_override_the_file() {
     let cfg = files
         .load(
             FULL,
-            &["--handshake-timeout", "1", "--prefer", "ipv6", "--max-sessions-per-ip", "3", "--listen", "127.0.0.1:0"],
+            &[
+                "--handshake-timeout",
+                "1",
+                "--prefer",
+                "ipv6",
+                "--max-sessions-per-ip",
+                "3",
+                "--listen",
+                "127.0.0.1:0",
+            ],
         )
         .unwrap();
     assert_eq!(cfg.engine.handshake_timeout, Duration::from_secs(1));
     assert_eq!(cfg.engine.policy.prefer, crate::policy::Prefer::Ipv6);
     assert_eq!(cfg.engine.policy.limits.max_sessions_per_ip, Some(3));
-    assert_eq!(cfg.engine.connect_timeout, Duration::from_millis(2500), "untouched keys stay");
+    assert_eq!(
+        cfg.engine.connect_timeout,
+        Duration::from_millis(2500),
+        "untouched keys stay"
+    );
     assert_eq!(
         cfg.engine.listen,
         vec!["127.0.0.1:0".parse().unwrap()],
@@ -295,37 +339,152 @@ fn errors_name_the_key_and_line() {
         ("shards = 0\n", "shards", 1, "1 to 1024"),
         ("\nbuffers = 500\n", "buffers", 2, "power of two"),
         ("idle-timeout = -1\n", "idle-timeout", 1, "more than 0"),
-        ("idle-timeout = \"soon\"\n", "idle-timeout", 1, "number of seconds"),
+        (
+            "idle-timeout = \"soon\"\n",
+            "idle-timeout",
+            1,
+            "number of seconds",
+        ),
         ("listen = [\"127.0.0.1\"]\n", "listen", 1, "socket address"),
         ("prefer = \"ipv5\"\n", "prefer", 1, "`ipv4`"),
         ("log-level = \"loud\"\n", "log-level", 1, "`debug`"),
         ("bogus-key = 1\n", "bogus-key", 1, "expected one of"),
         ("cpus = \"0-x\"\n", "cpus", 1, "range like 0-3"),
         ("udp-bind = \"0.0.0.0\"\n", "udp-bind", 1, "wildcard"),
-        ("max-sessions-per-ip = 0\n", "max-sessions-per-ip", 1, "at least 1"),
-        ("bandwidth-per-user-up = \"fast\"\n", "bandwidth-per-user-up", 1, "10M"),
-        ("egress-source = [\"192.0.2.1\", \"192.0.2.2\"]\n", "egress-source", 1, "one IPv4"),
-        ("egress-interface = \"a/b\"\n", "egress-interface", 1, "interface name"),
-        ("egress-ipv6-mode = \"per-session\"\n", "egress-ipv6-mode", 1, "prefix"),
-        ("egress-session-key = \"short\"\n", "egress-session-key", 1, "16"),
-        ("proxy-protocol-listen = [\"127.0.0.1:0\"]\n", "proxy-protocol-listen[1]", 1, "trusted"),
-        ("[[listener]]\naddress = \"127.0.0.1:0\"\nproxy-protocol = true\n", "listener[1].proxy-trusted", 1, "trusted"),
-        ("listen = [\"127.0.0.1:5\", \"127.0.0.1:5\"]\n", "listen[2]", 1, "twice"),
+        (
+            "max-sessions-per-ip = 0\n",
+            "max-sessions-per-ip",
+            1,
+            "at least 1",
+        ),
+        (
+            "bandwidth-per-user-up = \"fast\"\n",
+            "bandwidth-per-user-up",
+            1,
+            "10M",
+        ),
+        (
+            "egress-source = [\"192.0.2.1\", \"192.0.2.2\"]\n",
+            "egress-source",
+            1,
+            "one IPv4",
+        ),
+        (
+            "egress-interface = \"a/b\"\n",
+            "egress-interface",
+            1,
+            "interface name",
+        ),
+        (
+            "egress-ipv6-mode = \"per-session\"\n",
+            "egress-ipv6-mode",
+            1,
+            "prefix",
+        ),
+        (
+            "egress-session-key = \"short\"\n",
+            "egress-session-key",
+            1,
+            "16",
+        ),
+        (
+            "proxy-protocol-listen = [\"127.0.0.1:0\"]\n",
+            "proxy-protocol-listen[1]",
+            1,
+            "trusted",
+        ),
+        (
+            "[[listener]]\naddress = \"127.0.0.1:0\"\nproxy-protocol = true\n",
+            "listener[1].proxy-trusted",
+            1,
+            "trusted",
+        ),
+        (
+            "listen = [\"127.0.0.1:5\", \"127.0.0.1:5\"]\n",
+            "listen[2]",
+            1,
+            "twice",
+        ),
         ("group = \"staff\"\n", "group", 1, "--user"),
-        ("[[rule]]\naction = \"allow\"\n\n[[rule]]\naction = \"allow\"\nports = [\"9-1\"]\n", "rule[2].ports", 6, "8000-8999"),
-        ("[[rule]]\naction = \"maybe\"\n", "rule[1].action", 2, "`allow`"),
+        (
+            "[[rule]]\naction = \"allow\"\n\n[[rule]]\naction = \"allow\"\nports = [\"9-1\"]\n",
+            "rule[2].ports",
+            6,
+            "8000-8999",
+        ),
+        (
+            "[[rule]]\naction = \"maybe\"\n",
+            "rule[1].action",
+            2,
+            "`allow`",
+        ),
         ("[[rule]]\nname = \"x\"\n", "rule[1]", 1, "action"),
-        ("[[rule]]\naction = \"allow\"\ndest = [\"10.0.0.0/33\"]\n", "rule[1].dest", 3, "deny-internal"),
-        ("[[rule]]\naction = \"allow\"\ndomains = [\"bad domain\"]\n", "rule[1].domains", 3, "*.example.com"),
-        ("[[rule]]\naction = \"allow\"\ncommands = [\"ping\"]\n", "rule[1].commands", 3, "`udp`"),
-        ("[[rule]]\naction = \"allow\"\nports = []\n", "rule[1].ports", 3, "remove the key"),
-        ("[[rule]]\naction = \"allow\"\nusers = [\"alice\", \"zed\"]\n", "rule[1].users[2]", 3, "not in the users file"),
-        ("[[rule]]\naction = \"deny\"\negress = { mark = 1 }\n", "rule[1].egress", 3, "allow rules"),
-        ("[[rule]]\naction = \"allow\"\nclient = [\"10.0.0.0/8\"]\n", "rule[1].client", 3, "clients"),
-        ("[per-user.zed]\nmax-sessions = 1\n", "per-user.zed", 1, "not in the users file"),
-        ("[per-user.alice]\nmax-sessions = 0\n", "per-user.alice.max-sessions", 2, "at least 1"),
-        ("[per-user.alice]\negress = { source = [\"::\"] }\n", "per-user.alice.egress.source[1]", 2, "wildcard"),
-        ("[per-user.alice]\nbandwidth = 5\n", "per-user.alice.bandwidth", 2, "bandwidth-up"),
+        (
+            "[[rule]]\naction = \"allow\"\ndest = [\"10.0.0.0/33\"]\n",
+            "rule[1].dest",
+            3,
+            "deny-internal",
+        ),
+        (
+            "[[rule]]\naction = \"allow\"\ndomains = [\"bad domain\"]\n",
+            "rule[1].domains",
+            3,
+            "*.example.com",
+        ),
+        (
+            "[[rule]]\naction = \"allow\"\ncommands = [\"ping\"]\n",
+            "rule[1].commands",
+            3,
+            "`udp`",
+        ),
+        (
+            "[[rule]]\naction = \"allow\"\nports = []\n",
+            "rule[1].ports",
+            3,
+            "remove the key",
+        ),
+        (
+            "[[rule]]\naction = \"allow\"\nusers = [\"alice\", \"zed\"]\n",
+            "rule[1].users[2]",
+            3,
+            "not in the users file",
+        ),
+        (
+            "[[rule]]\naction = \"deny\"\negress = { mark = 1 }\n",
+            "rule[1].egress",
+            3,
+            "allow rules",
+        ),
+        (
+            "[[rule]]\naction = \"allow\"\nclient = [\"10.0.0.0/8\"]\n",
+            "rule[1].client",
+            3,
+            "clients",
+        ),
+        (
+            "[per-user.zed]\nmax-sessions = 1\n",
+            "per-user.zed",
+            1,
+            "not in the users file",
+        ),
+        (
+            "[per-user.alice]\nmax-sessions = 0\n",
+            "per-user.alice.max-sessions",
+            2,
+            "at least 1",
+        ),
+        (
+            "[per-user.alice]\negress = { source = [\"::\"] }\n",
+            "per-user.alice.egress.source[1]",
+            2,
+            "wildcard",
+        ),
+        (
+            "[per-user.alice]\nbandwidth = 5\n",
+            "per-user.alice.bandwidth",
+            2,
+            "bandwidth-up",
+        ),
     ];
     let users = format!("users = \"{}/users\"\n", files.0.path().display());
     for (text, key, line, allowed) in cases {
@@ -336,11 +495,21 @@ fn errors_name_the_key_and_line() {
         } else {
             format!("{text}{users}")
         };
-        let line = if text.starts_with('[') { line + 1 } else { *line };
+        let line = if text.starts_with('[') {
+            line + 1
+        } else {
+            *line
+        };
         let e = err(files.load(&with_users, &[]));
         assert!(e.contains("ringsocks.toml"), "{text:?}: {e}");
-        assert!(e.contains(&format!("line {line}:")), "{text:?}: want line {line}: {e}");
-        assert!(e.contains(&format!(" {key}")), "{text:?}: want key {key}: {e}");
+        assert!(
+            e.contains(&format!("line {line}:")),
+            "{text:?}: want line {line}: {e}"
+        );
+        assert!(
+            e.contains(&format!(" {key}")),
+            "{text:?}: want key {key}: {e}"
+        );
         assert!(e.contains(allowed), "{text:?}: want {allowed:?}: {e}");
     }
 }
@@ -350,9 +519,15 @@ fn flag_errors_name_the_flag() {
     for (args, flag) in [
         (&["--shards", "0"][..], "--shards"),
         (&["--buffers", "500"], "--buffers"),
-        (&["--max-new-sessions-per-ip-per-sec", "0"], "--max-new-sessions-per-ip-per-sec"),
+        (
+            &["--max-new-sessions-per-ip-per-sec", "0"],
+            "--max-new-sessions-per-ip-per-sec",
+        ),
         (&["--egress-ipv6-mode", "per-session"], "--egress-ipv6-mode"),
-        (&["--proxy-protocol-listen", "127.0.0.1:0"], "--proxy-protocol-listen"),
+        (
+            &["--proxy-protocol-listen", "127.0.0.1:0"],
+            "--proxy-protocol-listen",
+        ),
         (&["--udp-public-addr", "::"], "--udp-public-addr"),
     ] {
         let e = err(build_flags(args, host()));
@@ -363,7 +538,11 @@ fn flag_errors_name_the_flag() {
 #[test]
 fn unreadable_and_malformed_files() {
     let files = Files::new();
-    let e = err(load(&flags(&[]), Some(&files.0.path().join("none.toml")), Some(host())));
+    let e = err(load(
+        &flags(&[]),
+        Some(&files.0.path().join("none.toml")),
+        Some(host()),
+    ));
     assert!(e.contains("cannot read configuration file"), "{e}");
     let e = err(files.load("listen = [\n", &[]));
     assert!(e.contains("ringsocks.toml line"), "{e}");
@@ -375,7 +554,10 @@ fn session_separator_must_not_hide_users() {
     files.write("users", "a-session-b:pw\n");
     let text = "users = \"@DIR@/users\"\n";
     let e = err(files.load(text, &[]));
-    assert!(e.contains("session-separator") && e.contains("a-session-b"), "{e}");
+    assert!(
+        e.contains("session-separator") && e.contains("a-session-b"),
+        "{e}"
+    );
     assert!(files.load(text, &["--session-separator", ""]).is_ok());
 }
 
@@ -383,7 +565,10 @@ fn session_separator_must_not_hide_users() {
 fn per_user_settings_need_users() {
     let files = Files::new();
     let e = err(files.load("[per-user.alice]\nmax-sessions = 2\n", &[]));
-    assert!(e.contains("per-user.alice") && e.contains("users file"), "{e}");
+    assert!(
+        e.contains("per-user.alice") && e.contains("users file"),
+        "{e}"
+    );
     let e = err(build_flags(&["--max-sessions-per-user", "2"], host()));
     assert!(e.starts_with("--max-sessions-per-user: "), "{e}");
 }
@@ -393,12 +578,22 @@ fn per_user_settings_need_users() {
 #[test]
 fn an_open_proxy_is_refused_unless_allowed() {
     let e = err(build_flags(&["--listen", "0.0.0.0:1080"], host()));
-    assert!(e.starts_with("--listen: refusing to run an open proxy"), "{e}");
+    assert!(
+        e.starts_with("--listen: refusing to run an open proxy"),
+        "{e}"
+    );
     for remedy in ["--users", "clients", "127.0.0.1", "--allow-open"] {
-        assert!(e.contains(remedy), "the message should mention {remedy}: {e}");
+        assert!(
+            e.contains(remedy),
+            "the message should mention {remedy}: {e}"
+        );
     }
     assert!(build_flags(&["--listen", "0.0.0.0:1080", "--allow-open"], host()).is_ok());
-    assert!(build_flags(&["--listen", "[::1]:1080", "--listen", "127.0.0.9:1"], host()).is_ok());
+    assert!(build_flags(
+        &["--listen", "[::1]:1080", "--listen", "127.0.0.9:1"],
+        host()
+    )
+    .is_ok());
 
     let files = Files::new();
     files.write("users", "alice:pw\n");
@@ -420,7 +615,10 @@ fn an_open_proxy_is_refused_unless_allowed() {
 #[test]
 fn check_config_prints_the_effective_configuration() {
     let files = full_files();
-    let path = files.write("full.toml", &FULL.replace("@DIR@", files.0.path().to_str().unwrap()));
+    let path = files.write(
+        "full.toml",
+        &FULL.replace("@DIR@", files.0.path().to_str().unwrap()),
+    );
     let out = commands::check_config(&flags(&["--idle-timeout", "42"]), &path).unwrap();
     assert!(out.starts_with("# Effective configuration"), "{out}");
     assert!(out.contains("idle-timeout = 42"), "flags apply: {out}");
@@ -433,6 +631,8 @@ fn check_config_prints_the_effective_configuration() {
     assert_eq!(reread.settings, original.settings);
 
     let bad = files.write("bad.toml", "shards = 0\n");
-    let e = commands::check_config(&Settings::default(), &bad).unwrap_err().0;
+    let e = commands::check_config(&Settings::default(), &bad)
+        .unwrap_err()
+        .0;
     assert!(e.contains("bad.toml line 1: shards"), "{e}");
 }

@@ -156,9 +156,9 @@ impl<'de> Deserialize<'de> for Secs {
             Int(i64),
             Float(f64),
         }
-        let v = match Num::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected a number of seconds, like 10 or 0.5")
-        })? {
+        let v = match Num::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a number of seconds, like 10 or 0.5"))?
+        {
             Num::Int(i) => i as f64,
             Num::Float(f) => f,
         };
@@ -291,9 +291,8 @@ pub struct Rate(pub u64);
 impl FromStr for Rate {
     type Err = String;
     fn from_str(s: &str) -> Result<Rate, String> {
-        let bad = || {
-            format!("`{s}` is not a rate: give bytes per second like 1000000, 10M or 512KiB/s")
-        };
+        let bad =
+            || format!("`{s}` is not a rate: give bytes per second like 1000000, 10M or 512KiB/s");
         let t = s.trim();
         let t = t.strip_suffix("/s").unwrap_or(t);
         let t = t.strip_suffix('B').unwrap_or(t);
@@ -337,9 +336,9 @@ impl<'de> Deserialize<'de> for Rate {
             Num(i64),
             Text(String),
         }
-        match Raw::deserialize(d)
-            .map_err(|_| serde::de::Error::custom("expected bytes per second, like 1000000 or \"10M\""))?
-        {
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected bytes per second, like 1000000 or \"10M\"")
+        })? {
             Raw::Num(n) if n > 0 => Ok(Rate(n as u64)),
             Raw::Num(n) => Err(serde::de::Error::custom(format!("{n} must be more than 0"))),
             Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
@@ -471,7 +470,10 @@ mod tests {
 
     #[test]
     fn port_ranges_and_specs() {
-        assert_eq!("40000-40999".parse::<PortRange>().unwrap(), PortRange(40000, 40999));
+        assert_eq!(
+            "40000-40999".parse::<PortRange>().unwrap(),
+            PortRange(40000, 40999)
+        );
         assert_eq!("5-5".parse::<PortRange>().unwrap(), PortRange(5, 5));
         for bad in ["0-5", "9-5", "9"] {
             assert!(bad.parse::<PortRange>().is_err(), "{bad}");
@@ -497,10 +499,16 @@ mod tests {
 
     #[test]
     fn networks() {
-        assert_eq!("10.1.2.3/8".parse::<Cidr>().unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(
+            "10.1.2.3/8".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
         assert_eq!("::1".parse::<Cidr>().unwrap().to_string(), "::1/128");
         assert!("10.0.0.0/40".parse::<Cidr>().is_err());
-        assert!(DENY_INTERNAL.parse::<Cidr>().is_err(), "only rules take the built-in");
+        assert!(
+            DENY_INTERNAL.parse::<Cidr>().is_err(),
+            "only rules take the built-in"
+        );
         let e: NetEntry = DENY_INTERNAL.parse().unwrap();
         assert_eq!(e.to_string(), DENY_INTERNAL);
         assert!(e.set.contains("169.254.169.254".parse().unwrap()));

@@ -74,7 +74,9 @@ impl TokenBucket {
         st.last = now;
         let cap = (self.rate as u128 * NANOS) as i128;
         // Enough to repay any debt and fill up, small enough for i128.
-        let added = elapsed.saturating_mul(self.rate as u128).min(u64::MAX as u128) as i128;
+        let added = elapsed
+            .saturating_mul(self.rate as u128)
+            .min(u64::MAX as u128) as i128;
         st.scaled = (st.scaled + added).min(cap);
     }
 }
@@ -177,6 +179,9 @@ mod tests {
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).sum()
         });
-        assert_eq!(granted, 1000, "exactly the burst, however the threads interleave");
+        assert_eq!(
+            granted, 1000,
+            "exactly the burst, however the threads interleave"
+        );
     }
 }

@@ -67,7 +67,12 @@ impl Egress {
     /// The source address to bind before connecting to a destination of the given
     /// family, or `None` to let the kernel choose. `session` is the id from the username
     /// ([`super::split_username`]); `rng_u64` is a fresh random number from the caller.
-    pub fn source(&self, family_is_v6: bool, session: Option<&str>, rng_u64: u64) -> Option<IpAddr> {
+    pub fn source(
+        &self,
+        family_is_v6: bool,
+        session: Option<&str>,
+        rng_u64: u64,
+    ) -> Option<IpAddr> {
         if !family_is_v6 {
             return self.source_v4.map(IpAddr::V4);
         }
@@ -150,7 +155,10 @@ mod tests {
             ..Egress::default()
         };
         assert_eq!(e.source(false, None, 1), Some("192.0.2.7".parse().unwrap()));
-        assert_eq!(e.source(true, None, 1), Some("2001:db8::7".parse().unwrap()));
+        assert_eq!(
+            e.source(true, None, 1),
+            Some("2001:db8::7".parse().unwrap())
+        );
         assert_eq!(Egress::default().source(true, None, 1), None);
         assert!(Egress::default().is_empty());
         assert!(!e.is_empty());
@@ -158,7 +166,11 @@ mod tests {
 
     #[test]
     fn random_sources_stay_inside_the_prefix_and_differ() {
-        for p in ["2001:db8:1:2::/64", "2001:db8:abc::/48", "2001:db8::ff00/120"] {
+        for p in [
+            "2001:db8:1:2::/64",
+            "2001:db8:abc::/48",
+            "2001:db8::ff00/120",
+        ] {
             let net = prefix(p);
             let e = v6_egress(p, Ipv6Mode::PerConnection, b"k");
             let mut seen = std::collections::HashSet::new();
@@ -188,7 +200,11 @@ mod tests {
     fn sticky_sources_depend_on_session_and_key_only() {
         let e = v6_egress("2001:db8:5::/64", Ipv6Mode::PerSession, b"secret");
         let a = e.source(true, Some("abc123"), 1).unwrap();
-        assert_eq!(a, e.source(true, Some("abc123"), 999).unwrap(), "rng must not matter");
+        assert_eq!(
+            a,
+            e.source(true, Some("abc123"), 999).unwrap(),
+            "rng must not matter"
+        );
         assert_ne!(a, e.source(true, Some("abc124"), 1).unwrap());
         // A configuration rebuilt from the same values (a restart) gives the same address.
         let again = v6_egress("2001:db8:5::/64", Ipv6Mode::PerSession, b"secret");
@@ -209,12 +225,18 @@ mod tests {
         let mut e = v6_egress("2001:db8::/64", Ipv6Mode::PerConnection, b"");
         assert_eq!(e.source(false, None, 3), None);
         e.source_v4 = Some(Ipv4Addr::new(198, 51, 100, 1));
-        assert_eq!(e.source(false, None, 3), Some("198.51.100.1".parse().unwrap()));
+        assert_eq!(
+            e.source(false, None, 3),
+            Some("198.51.100.1".parse().unwrap())
+        );
     }
 
     #[test]
     fn a_full_length_prefix_is_one_address() {
         let e = v6_egress("2001:db8::9/128", Ipv6Mode::PerConnection, b"");
-        assert_eq!(e.source(true, None, 77), Some("2001:db8::9".parse().unwrap()));
+        assert_eq!(
+            e.source(true, None, 77),
+            Some("2001:db8::9".parse().unwrap())
+        );
     }
 }

@@ -264,11 +264,16 @@ impl Limiter {
                     entry.rate = Some(TokenBucket::new(rate, now));
                 }
                 let bucket = entry.rate.as_ref().expect("set above");
-                bucket.take(now, 1).map_err(|_| LimitHit::NewSessionsPerIp)?;
+                bucket
+                    .take(now, 1)
+                    .map_err(|_| LimitHit::NewSessionsPerIp)?;
             } else {
                 entry.rate = None;
             }
-            if limits.max_sessions_per_ip.is_some_and(|max| entry.active >= max) {
+            if limits
+                .max_sessions_per_ip
+                .is_some_and(|max| entry.active >= max)
+            {
                 return Err(LimitHit::SessionsPerIp);
             }
             entry.active += 1;
@@ -329,7 +334,12 @@ impl SessionGuard {
     /// Counts the session against `user`'s limits (`limits` from
     /// [`super::Policy::user_limits`]) and picks up the user's bandwidth buckets. Call once,
     /// after authentication; a second call for the same guard is ignored.
-    pub fn admit_user(&mut self, user: &str, limits: UserLimits, now: Instant) -> Result<(), LimitHit> {
+    pub fn admit_user(
+        &mut self,
+        user: &str,
+        limits: UserLimits,
+        now: Instant,
+    ) -> Result<(), LimitHit> {
         if self.user.is_some() {
             return Ok(());
         }

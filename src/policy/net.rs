@@ -195,7 +195,11 @@ mod tests {
     #[test]
     fn entries_parse_cidrs_addresses_and_the_builtin() {
         let net = NetSet::parse_entry("192.0.2.77/24").unwrap();
-        assert_eq!(net.nets()[0].to_string(), "192.0.2.0/24", "host bits dropped");
+        assert_eq!(
+            net.nets()[0].to_string(),
+            "192.0.2.0/24",
+            "host bits dropped"
+        );
         assert!(net.contains(ip("192.0.2.1")));
         let host = NetSet::parse_entry("2001:db8::5").unwrap();
         assert!(host.contains(ip("2001:db8::5")));

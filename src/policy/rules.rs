@@ -172,7 +172,10 @@ mod tests {
         let p = DomainPattern::parse("*.Example.com").unwrap();
         assert!(p.matches("www.example.com"));
         assert!(p.matches("a.b.EXAMPLE.com."));
-        assert!(!p.matches("example.com"), "the suffix itself is not below it");
+        assert!(
+            !p.matches("example.com"),
+            "the suffix itself is not below it"
+        );
         assert!(!p.matches("badexample.com"), "a label boundary is required");
         assert!(!p.matches("wwwéexample.com"));
         assert_eq!(p.to_string(), "*.example.com");

@@ -76,9 +76,27 @@ fn client_cidr_rule() {
     r.clients = Some(nets(&["198.51.100.0/24", "2001:db8::/32"]));
     let p = deny_all_but(r);
     assert!(allowed(&p, &req("192.0.2.1", 80)));
-    assert!(allowed(&p, &Check { client: ip("::ffff:198.51.100.9"), ..req("192.0.2.1", 80) }));
-    assert!(allowed(&p, &Check { client: ip("2001:db8::5"), ..req("192.0.2.1", 80) }));
-    assert!(!allowed(&p, &Check { client: ip("203.0.113.1"), ..req("192.0.2.1", 80) }));
+    assert!(allowed(
+        &p,
+        &Check {
+            client: ip("::ffff:198.51.100.9"),
+            ..req("192.0.2.1", 80)
+        }
+    ));
+    assert!(allowed(
+        &p,
+        &Check {
+            client: ip("2001:db8::5"),
+            ..req("192.0.2.1", 80)
+        }
+    ));
+    assert!(!allowed(
+        &p,
+        &Check {
+            client: ip("203.0.113.1"),
+            ..req("192.0.2.1", 80)
+        }
+    ));
     assert!(p.restricts_clients());
 }
 
@@ -87,9 +105,27 @@ fn user_rule() {
     let mut r = Rule::new(Action::Allow);
     r.users = Some(vec!["alice".into(), "bob".into()]);
     let p = deny_all_but(r);
-    assert!(allowed(&p, &Check { user: Some("alice"), ..req("192.0.2.1", 80) }));
-    assert!(allowed(&p, &Check { user: Some("bob"), ..req("192.0.2.1", 80) }));
-    assert!(!allowed(&p, &Check { user: Some("Alice"), ..req("192.0.2.1", 80) }));
+    assert!(allowed(
+        &p,
+        &Check {
+            user: Some("alice"),
+            ..req("192.0.2.1", 80)
+        }
+    ));
+    assert!(allowed(
+        &p,
+        &Check {
+            user: Some("bob"),
+            ..req("192.0.2.1", 80)
+        }
+    ));
+    assert!(!allowed(
+        &p,
+        &Check {
+            user: Some("Alice"),
+            ..req("192.0.2.1", 80)
+        }
+    ));
     assert!(!allowed(&p, &req("192.0.2.1", 80)), "anonymous is no user");
     assert!(!p.restricts_clients());
 }
@@ -100,8 +136,20 @@ fn command_rule() {
     r.commands = Some(vec![Command::Connect, Command::UdpAssociate]);
     let p = deny_all_but(r);
     assert!(allowed(&p, &req("192.0.2.1", 80)));
-    assert!(allowed(&p, &Check { command: Command::UdpAssociate, ..req("192.0.2.1", 53) }));
-    assert!(!allowed(&p, &Check { command: Command::Bind, ..req("192.0.2.1", 80) }));
+    assert!(allowed(
+        &p,
+        &Check {
+            command: Command::UdpAssociate,
+            ..req("192.0.2.1", 53)
+        }
+    ));
+    assert!(!allowed(
+        &p,
+        &Check {
+            command: Command::Bind,
+            ..req("192.0.2.1", 80)
+        }
+    ));
 }
 
 #[test]
@@ -122,12 +170,18 @@ fn destination_domain_rule_needs_a_name() {
         DomainPattern::parse("*.example.org").unwrap(),
     ]);
     let p = deny_all_but(r);
-    let named = |name| Check { dest_domain: Some(name), ..req("192.0.2.1", 443) };
+    let named = |name| Check {
+        dest_domain: Some(name),
+        ..req("192.0.2.1", 443)
+    };
     assert!(allowed(&p, &named("EXAMPLE.com")));
     assert!(allowed(&p, &named("www.example.org")));
     assert!(!allowed(&p, &named("example.org")));
     assert!(!allowed(&p, &named("www.example.com")));
-    assert!(!allowed(&p, &req("192.0.2.1", 443)), "an IP target has no name");
+    assert!(
+        !allowed(&p, &req("192.0.2.1", 443)),
+        "an IP target has no name"
+    );
 }
 
 #[test]
@@ -135,7 +189,14 @@ fn destination_port_rule() {
     let mut r = Rule::new(Action::Allow);
     r.ports = Some(vec![443..=443, 8000..=8999]);
     let p = deny_all_but(r);
-    for (port, ok) in [(443, true), (8000, true), (8999, true), (80, false), (9000, false), (7999, false)] {
+    for (port, ok) in [
+        (443, true),
+        (8000, true),
+        (8999, true),
+        (80, false),
+        (9000, false),
+        (7999, false),
+    ] {
         assert_eq!(allowed(&p, &req("192.0.2.1", port)), ok, "port {port}");
     }
 }
@@ -146,7 +207,10 @@ fn matchers_of_one_rule_must_all_match() {
     r.users = Some(vec!["alice".into()]);
     r.ports = Some(vec![443..=443]);
     let p = deny_all_but(r);
-    let alice = |port| Check { user: Some("alice"), ..req("192.0.2.1", port) };
+    let alice = |port| Check {
+        user: Some("alice"),
+        ..req("192.0.2.1", port)
+    };
     assert!(allowed(&p, &alice(443)));
     assert!(!allowed(&p, &alice(80)));
     assert!(!allowed(&p, &req("192.0.2.1", 443)));
@@ -174,7 +238,10 @@ fn deny_internal_catches_resolved_and_mapped_addresses() {
         "224.0.0.1",
     ] {
         // A name that resolved to an internal address is denied by the address.
-        let named = Check { dest_domain: Some("innocent.example"), ..req(dest, 80) };
+        let named = Check {
+            dest_domain: Some("innocent.example"),
+            ..req(dest, 80)
+        };
         let d = p.check(&named);
         assert!(!d.allow, "{dest} allowed");
         assert_eq!(d.reason(), "rule 1 (internal)");
@@ -184,12 +251,23 @@ fn deny_internal_catches_resolved_and_mapped_addresses() {
 
 #[test]
 fn egress_precedence_rule_then_user_then_global() {
-    let egress = |mark| Some(Arc::new(Egress { mark: Some(mark), ..Egress::default() }));
+    let egress = |mark| {
+        Some(Arc::new(Egress {
+            mark: Some(mark),
+            ..Egress::default()
+        }))
+    };
     let mut routed = Rule::new(Action::Allow);
     routed.dest = Some(nets(&["192.0.2.0/24"]));
     routed.egress = egress(1);
     let mut per_user = HashMap::new();
-    per_user.insert("alice".to_string(), UserSettings { egress: egress(2), ..UserSettings::default() });
+    per_user.insert(
+        "alice".to_string(),
+        UserSettings {
+            egress: egress(2),
+            ..UserSettings::default()
+        },
+    );
     let p = Policy {
         rules: vec![routed, Rule::new(Action::Allow)],
         egress: egress(3),
@@ -197,14 +275,28 @@ fn egress_precedence_rule_then_user_then_global() {
         ..Policy::default()
     };
     let mark = |c: &Check<'_>| p.check(c).egress.and_then(|e| e.mark);
-    let alice = |dest| Check { user: Some("alice"), ..req(dest, 80) };
-    assert_eq!(mark(&alice("192.0.2.1")), Some(1), "the rule wins over the user");
-    assert_eq!(mark(&alice("203.0.113.1")), Some(2), "the user wins over the global one");
+    let alice = |dest| Check {
+        user: Some("alice"),
+        ..req(dest, 80)
+    };
+    assert_eq!(
+        mark(&alice("192.0.2.1")),
+        Some(1),
+        "the rule wins over the user"
+    );
+    assert_eq!(
+        mark(&alice("203.0.113.1")),
+        Some(2),
+        "the user wins over the global one"
+    );
     assert_eq!(mark(&req("203.0.113.1", 80)), Some(3));
     // Denials carry no egress.
     let mut deny = Rule::new(Action::Deny);
     deny.egress = egress(9);
-    let denying = Policy { rules: vec![deny], ..p };
+    let denying = Policy {
+        rules: vec![deny],
+        ..p
+    };
     assert!(denying.check(&req("203.0.113.1", 80)).egress.is_none());
 }
 
@@ -236,7 +328,11 @@ fn admits_looks_past_destination_rules() {
     let udp = p.admits(stranger, None, Command::UdpAssociate);
     assert!(udp.allow);
     assert_eq!(udp.rule.unwrap().index, 2);
-    let dgram = |port| Check { client: stranger, command: Command::UdpAssociate, ..req("192.0.2.53", port) };
+    let dgram = |port| Check {
+        client: stranger,
+        command: Command::UdpAssociate,
+        ..req("192.0.2.53", port)
+    };
     assert!(p.check(&dgram(53)).allow);
     assert!(!p.check(&dgram(123)).allow);
 }
@@ -247,20 +343,30 @@ fn user_limits_override_defaults_field_by_field() {
     per_user.insert(
         "alice".to_string(),
         UserSettings {
-            limits: UserLimits { max_sessions: Some(50), ..UserLimits::default() },
+            limits: UserLimits {
+                max_sessions: Some(50),
+                ..UserLimits::default()
+            },
             egress: None,
         },
     );
     let p = Policy {
         limits: LimitSettings {
-            user: UserLimits { max_sessions: Some(5), bandwidth_up: Some(1000), bandwidth_down: None },
+            user: UserLimits {
+                max_sessions: Some(5),
+                bandwidth_up: Some(1000),
+                bandwidth_down: None,
+            },
             ..LimitSettings::default()
         },
         per_user,
         ..Policy::default()
     };
     let alice = p.user_limits("alice");
-    assert_eq!((alice.max_sessions, alice.bandwidth_up), (Some(50), Some(1000)));
+    assert_eq!(
+        (alice.max_sessions, alice.bandwidth_up),
+        (Some(50), Some(1000))
+    );
     assert_eq!(p.user_limits("bob").max_sessions, Some(5));
 }
 
@@ -268,7 +374,13 @@ fn user_limits_override_defaults_field_by_field() {
 fn usernames_split_with_the_configured_separator() {
     let p = Policy::default();
     assert_eq!(p.split_username("alice-session-42"), ("alice", Some("42")));
-    let p = Policy { session_separator: "+".into(), ..Policy::default() };
+    let p = Policy {
+        session_separator: "+".into(),
+        ..Policy::default()
+    };
     assert_eq!(p.split_username("alice+42"), ("alice", Some("42")));
-    assert_eq!(p.split_username("alice-session-42"), ("alice-session-42", None));
+    assert_eq!(
+        p.split_username("alice-session-42"),
+        ("alice-session-42", None)
+    );
 }

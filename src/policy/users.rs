@@ -62,12 +62,16 @@ impl Secret {
         }
         let hash = PasswordHash::new(text).map_err(|e| bad(format!("is malformed ({e})")))?;
         if !matches!(hash.algorithm.as_str(), "argon2id" | "argon2i" | "argon2d") {
-            return Err(bad(format!("names an unknown algorithm `{}`", hash.algorithm)));
+            return Err(bad(format!(
+                "names an unknown algorithm `{}`",
+                hash.algorithm
+            )));
         }
         if hash.salt.is_none() || hash.hash.is_none() {
             return Err(bad("lacks its salt or its output".into()));
         }
-        let params = Params::try_from(&hash).map_err(|e| bad(format!("has bad parameters ({e})")))?;
+        let params =
+            Params::try_from(&hash).map_err(|e| bad(format!("has bad parameters ({e})")))?;
         if params.m_cost() > MAX_M_COST {
             return Err(bad(format!(
                 "asks for {} KiB of memory per check (at most {MAX_M_COST})",

@@ -109,11 +109,22 @@ mod tests {
         assert!(cache.contains(b"alice", b"$argon2id$h1", b"pw", t0));
         assert!(!cache.contains(b"alice", b"$argon2id$h1", b"pw2", t0));
         assert!(!cache.contains(b"bob", b"$argon2id$h1", b"pw", t0));
-        assert!(!cache.contains(b"alice", b"$argon2id$h2", b"pw", t0), "new hash");
-        assert!(!cache.contains(b"alic", b"e$argon2id$h1", b"pw", t0), "shifted bytes");
+        assert!(
+            !cache.contains(b"alice", b"$argon2id$h2", b"pw", t0),
+            "new hash"
+        );
+        assert!(
+            !cache.contains(b"alic", b"e$argon2id$h1", b"pw", t0),
+            "shifted bytes"
+        );
         let later = t0 + Duration::from_secs(59);
         assert!(cache.contains(b"alice", b"$argon2id$h1", b"pw", later));
-        assert!(!cache.contains(b"alice", b"$argon2id$h1", b"pw", t0 + Duration::from_secs(60)));
+        assert!(!cache.contains(
+            b"alice",
+            b"$argon2id$h1",
+            b"pw",
+            t0 + Duration::from_secs(60)
+        ));
         assert!(cache.is_empty(), "the expired entry is dropped when found");
     }
 
@@ -127,7 +138,10 @@ mod tests {
         cache.insert(b"c", b"h", b"1", t0);
         assert_eq!(cache.len(), 2);
         assert!(cache.contains(b"a", b"h", b"1", t0));
-        assert!(!cache.contains(b"b", b"h", b"1", t0), "least recently used went first");
+        assert!(
+            !cache.contains(b"b", b"h", b"1", t0),
+            "least recently used went first"
+        );
         assert!(cache.contains(b"c", b"h", b"1", t0));
     }
 

@@ -28,7 +28,11 @@ fn total_sessions() {
     let _c = limiter.admit(&limits, ip("192.0.2.3"), now).unwrap();
     drop(b);
     assert_eq!(limiter.active(), 1);
-    assert_eq!(limiter.tracked_ips(), 0, "no per-IP limit, no per-IP entries");
+    assert_eq!(
+        limiter.tracked_ips(),
+        0,
+        "no per-IP limit, no per-IP entries"
+    );
 }
 
 #[test]
@@ -43,7 +47,11 @@ fn sessions_per_ip_count_v4_mapped_and_ipv6_slash_64_together() {
     let b = limiter.admit(&limits, ip("::ffff:192.0.2.1"), now).unwrap();
     let hit = limiter.admit(&limits, ip("192.0.2.1"), now).unwrap_err();
     assert_eq!(hit, LimitHit::SessionsPerIp);
-    assert_eq!(limiter.active(), 2, "the refused session gave its total back");
+    assert_eq!(
+        limiter.active(),
+        2,
+        "the refused session gave its total back"
+    );
     let _other = limiter.admit(&limits, ip("192.0.2.2"), now).unwrap();
     drop(a);
     let _again = limiter.admit(&limits, ip("192.0.2.1"), now).unwrap();
@@ -54,7 +62,9 @@ fn sessions_per_ip_count_v4_mapped_and_ipv6_slash_64_together() {
         .map(|a| limiter.admit(&limits, ip(a), now).unwrap())
         .collect();
     assert_eq!(
-        limiter.admit(&limits, ip("2001:db8:1:2::77"), now).unwrap_err(),
+        limiter
+            .admit(&limits, ip("2001:db8:1:2::77"), now)
+            .unwrap_err(),
         LimitHit::SessionsPerIp
     );
     let _next_64 = limiter.admit(&limits, ip("2001:db8:1:3::1"), now).unwrap();
@@ -70,7 +80,11 @@ fn per_ip_entries_go_when_their_sessions_do() {
     };
     let now = Instant::now();
     let guards: Vec<_> = (1..=20)
-        .map(|i| limiter.admit(&limits, ip(&format!("198.51.100.{i}")), now).unwrap())
+        .map(|i| {
+            limiter
+                .admit(&limits, ip(&format!("198.51.100.{i}")), now)
+                .unwrap()
+        })
         .collect();
     assert_eq!(limiter.tracked_ips(), 20);
     drop(guards);
@@ -112,7 +126,11 @@ fn rate_entries_are_swept_once_their_bucket_refills() {
     };
     let t0 = Instant::now();
     for i in 0..100u8 {
-        drop(limiter.admit(&limits, IpAddr::from([198, 18, 0, i]), t0).unwrap());
+        drop(
+            limiter
+                .admit(&limits, IpAddr::from([198, 18, 0, i]), t0)
+                .unwrap(),
+        );
     }
     assert_eq!(limiter.tracked_ips(), 100, "each bucket is still refilling");
     // Two seconds on, every bucket is full again; admitting anyone sweeps its map shard,
@@ -121,7 +139,11 @@ fn rate_entries_are_swept_once_their_bucket_refills() {
     let later = t0 + secs(2.0);
     for block in 0..8u8 {
         for i in 0..=255u8 {
-            drop(limiter.admit(&limits, IpAddr::from([198, 19, block, i]), later).unwrap());
+            drop(
+                limiter
+                    .admit(&limits, IpAddr::from([198, 19, block, i]), later)
+                    .unwrap(),
+            );
         }
     }
     assert_eq!(
@@ -191,7 +213,14 @@ fn bandwidth_is_shared_by_a_users_sessions() {
     assert_eq!(down.take(t0, 4000), Ok(()));
     let mut other = limiter.admit(&limits, ip("192.0.2.1"), t0).unwrap();
     other.admit_user("bob", user, t0).unwrap();
-    assert!(other.bandwidth().unwrap().up.as_ref().unwrap().take(t0, 1000).is_ok());
+    assert!(other
+        .bandwidth()
+        .unwrap()
+        .up
+        .as_ref()
+        .unwrap()
+        .take(t0, 1000)
+        .is_ok());
     // Without bandwidth limits there are no buckets.
     let mut free = limiter.admit(&limits, ip("192.0.2.1"), t0).unwrap();
     free.admit_user("carol", UserLimits::default(), t0).unwrap();
@@ -236,5 +265,8 @@ fn every_hit_has_a_name_and_a_refusal_reply() {
     let names: std::collections::HashSet<_> = LimitHit::ALL.iter().map(|h| h.name()).collect();
     assert_eq!(names.len(), LimitHit::ALL.len());
     assert_eq!(LimitHit::SessionsPerUser.reply().to_u8(), 0x02);
-    assert_eq!(LimitHit::NewSessionsPerIp.to_string(), "new_sessions_per_ip");
+    assert_eq!(
+        LimitHit::NewSessionsPerIp.to_string(),
+        "new_sessions_per_ip"
+    );
 }

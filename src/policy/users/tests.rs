@@ -44,7 +44,10 @@ fn hashed_entries_verify_with_argon2() {
     let users = Users::parse(&format!("alice:{hash}\nbob:plain\n")).unwrap();
     assert!(users.verify(b"alice", b"correct horse"));
     assert!(!users.verify(b"alice", b"correct horse "));
-    assert!(!users.verify(b"alice", hash.as_bytes()), "the hash is not the password");
+    assert!(
+        !users.verify(b"alice", hash.as_bytes()),
+        "the hash is not the password"
+    );
     assert!(users.lookup(b"alice").unwrap().is_slow());
     assert!(!users.lookup(b"bob").unwrap().is_slow());
     assert!(users.lookup(b"carol").is_none());
@@ -55,26 +58,47 @@ fn fast_path_answers_plain_and_cached_hashed_credentials() {
     let hash = hash_password(b"pw", cheap());
     let users = Users::parse(&format!("alice:{hash}\nbob:plain\n")).unwrap();
     let now = Instant::now();
-    assert!(matches!(users.verify_fast(b"bob", b"plain", now), Verdict::Accepted));
-    assert!(matches!(users.verify_fast(b"bob", b"nope", now), Verdict::Rejected));
-    assert!(matches!(users.verify_fast(b"eve", b"pw", now), Verdict::Rejected));
+    assert!(matches!(
+        users.verify_fast(b"bob", b"plain", now),
+        Verdict::Accepted
+    ));
+    assert!(matches!(
+        users.verify_fast(b"bob", b"nope", now),
+        Verdict::Rejected
+    ));
+    assert!(matches!(
+        users.verify_fast(b"eve", b"pw", now),
+        Verdict::Rejected
+    ));
 
     // First time: slow. A failure is not remembered.
     let Verdict::Slow(job) = users.verify_fast(b"alice", b"wrong", now) else {
         panic!("hashed entries start slow");
     };
     assert!(!job.run(now));
-    assert!(matches!(users.verify_fast(b"alice", b"wrong", now), Verdict::Slow(_)));
+    assert!(matches!(
+        users.verify_fast(b"alice", b"wrong", now),
+        Verdict::Slow(_)
+    ));
     // A success is: the next check with the same credentials costs no argon2.
     let Verdict::Slow(job) = users.verify_fast(b"alice", b"pw", now) else {
         panic!("hashed entries start slow");
     };
     assert!(job.run(now));
-    assert!(matches!(users.verify_fast(b"alice", b"pw", now), Verdict::Accepted));
-    assert!(matches!(users.verify_fast(b"alice", b"pw2", now), Verdict::Slow(_)));
+    assert!(matches!(
+        users.verify_fast(b"alice", b"pw", now),
+        Verdict::Accepted
+    ));
+    assert!(matches!(
+        users.verify_fast(b"alice", b"pw2", now),
+        Verdict::Slow(_)
+    ));
     // Until it expires.
     let later = now + crate::policy::verify_cache::DEFAULT_TTL;
-    assert!(matches!(users.verify_fast(b"alice", b"pw", later), Verdict::Slow(_)));
+    assert!(matches!(
+        users.verify_fast(b"alice", b"pw", later),
+        Verdict::Slow(_)
+    ));
 }
 
 #[test]
@@ -86,7 +110,10 @@ fn a_reloaded_file_with_a_new_hash_does_not_reuse_old_successes() {
     };
     assert!(job.run(now));
     let new = Users::parse(&format!("alice:{}", hash_password(b"new", cheap()))).unwrap();
-    assert!(matches!(new.verify_fast(b"alice", b"old", now), Verdict::Slow(_)));
+    assert!(matches!(
+        new.verify_fast(b"alice", b"old", now),
+        Verdict::Slow(_)
+    ));
 }
 
 #[test]
@@ -118,12 +145,18 @@ fn usernames_split_into_user_and_session() {
         ("alice", Some("abc123"))
     );
     assert_eq!(split_username("alice", "-session-"), ("alice", None));
-    assert_eq!(split_username("alice-session-", "-session-"), ("alice", None));
+    assert_eq!(
+        split_username("alice-session-", "-session-"),
+        ("alice", None)
+    );
     assert_eq!(
         split_username("a-session-b-session-c", "-session-"),
         ("a", Some("b-session-c")),
         "the first separator splits"
     );
     assert_eq!(split_username("alice_s_x", "_s_"), ("alice", Some("x")));
-    assert_eq!(split_username("alice-session-x", ""), ("alice-session-x", None));
+    assert_eq!(
+        split_username("alice-session-x", ""),
+        ("alice-session-x", None)
+    );
 }
