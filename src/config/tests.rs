@@ -636,3 +636,20 @@ fn check_config_prints_the_effective_configuration() {
         .0;
     assert!(e.contains("bad.toml line 1: shards"), "{e}");
 }
+
+#[test]
+fn the_readme_example_is_valid() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## Configuration file").expect("section")..];
+    let start = section.find("```toml\n").expect("example") + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").expect("end")];
+    let files = Files::new();
+    files.write("users", "alice:pw\nbob:pw\n");
+    let example = example.replace("/etc/ringsocks/users", "@DIR@/users");
+    let cfg = files.load(&example, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let p = &cfg.engine.policy;
+    assert_eq!(p.rule_count(), 4);
+    assert_eq!(p.default_action, crate::policy::Action::Deny);
+    assert_eq!(cfg.engine.listen.len(), 3);
+    assert!(cfg.engine.proxy_protocol[2].is_some());
+}
