@@ -378,7 +378,14 @@ fn a_client_that_declares_its_own_address_works() {
 
 #[test]
 fn bound_address_is_never_the_wildcard() {
-    let server = Server::start(&["--listen", "0.0.0.0:0", "--listen", "[::]:0"]);
+    // Wildcard listeners without users are an open proxy: say that is intended.
+    let server = Server::start(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--listen",
+        "[::]:0",
+        "--allow-open",
+    ]);
     let target = UdpTarget::start("127.0.0.1:0", Mode::Echo);
     let (v4, v6) = (server.addrs()[0].port(), server.addrs()[1].port());
     let cases: [(SocketAddr, &str); 3] = [

@@ -31,7 +31,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::policy::Users;
+use crate::policy::{NetSet, Policy, Users};
 use crate::resolve::{Resolver, ResolverConfig};
 use mailbox::{Mailbox, Message};
 use shard::{Shard, Shared};
@@ -43,6 +43,9 @@ pub use token::{Op, Token};
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub listen: Vec<SocketAddr>,
+    /// One entry per `listen` address: the sources trusted to send a PROXY protocol
+    /// header on it, or `None` for a plain SOCKS listener.
+    pub proxy_protocol: Vec<Option<Arc<NetSet>>>,
     /// One entry per shard: the CPU it is pinned to, or `None` to leave it unpinned.
     pub cpus: Vec<Option<usize>>,
     pub handshake_timeout: Duration,
@@ -73,12 +76,15 @@ pub struct EngineConfig {
     /// BIND: listen here instead of the address facing the expected peer.
     pub bind_addr: Option<IpAddr>,
     pub resolver: ResolverConfig,
+    /// Rules, egress, limits and users (`users` above is the same `Arc` as `policy.users`).
+    pub policy: Arc<Policy>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 1080))],
+            proxy_protocol: vec![None],
             cpus: vec![None],
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
@@ -97,6 +103,7 @@ impl Default for EngineConfig {
             udp_max_payload: 2000,
             bind_addr: None,
             resolver: ResolverConfig::default(),
+            policy: Arc::default(),
         }
     }
 }
