@@ -10,3 +10,4 @@ pub mod engine;
 pub mod policy;
 pub mod proto;
 pub mod resolve;
+pub mod telemetry;
