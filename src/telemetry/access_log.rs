@@ -5,8 +5,10 @@
 //! A session's shard must never wait on a disk. The writer batches: it flushes whenever
 //! the channel runs empty, so a burst costs one write per buffer, not per line.
 //!
-//! [`AccessLog::reopen`] (on SIGHUP) makes the writer open the path again, after the
-//! entries already queued: rotate by renaming the file, then signal.
+//! [`AccessLog::reopen`] (on SIGHUP) makes the writer open the path again: entries
+//! recorded before the call go to the old file, entries recorded after it to the new one.
+//! Rotate by renaming the file, then signal. Each entry carries the reopen generation it
+//! was recorded in, so the order holds without the caller ever waiting for the writer.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -14,7 +16,7 @@ use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -110,8 +112,9 @@ impl AccessLogStats {
 // would cost an allocation per session on the shard.
 #[allow(clippy::large_enum_variant)]
 enum Msg {
-    Entry(SystemTime, AccessEntry),
-    /// Look at the reopen flag now.
+    /// An entry, its time, and the reopen generation it was recorded in.
+    Entry(SystemTime, u64, AccessEntry),
+    /// Look at the reopen generation now (a reopen with no entries after it).
     Wake,
     Flush(SyncSender<()>),
     Close,
@@ -127,7 +130,8 @@ pub struct AccessLog {
 struct Inner {
     tx: SyncSender<Msg>,
     stats: Arc<AccessLogStats>,
-    reopen: Arc<AtomicBool>,
+    /// Bumped by each reopen.
+    generation: Arc<AtomicU64>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -160,12 +164,13 @@ impl AccessLog {
     fn spawn(dest: LogDest, sink: Sink, capacity: usize) -> io::Result<AccessLog> {
         let (tx, rx) = mpsc::sync_channel(capacity.max(1));
         let stats = Arc::new(AccessLogStats::default());
-        let reopen = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             dest,
             sink,
             stats: stats.clone(),
-            reopen: reopen.clone(),
+            generation: generation.clone(),
+            current: 0,
             line: Vec::with_capacity(512),
         };
         let thread = thread::Builder::new()
@@ -175,7 +180,7 @@ impl AccessLog {
             inner: Arc::new(Inner {
                 tx,
                 stats,
-                reopen,
+                generation,
                 thread: Mutex::new(Some(thread)),
             }),
         })
@@ -184,7 +189,12 @@ impl AccessLog {
     /// Queues a line for `entry`, stamped with the current time. Never blocks: if the
     /// writer is behind, the entry is dropped and counted.
     pub fn record(&self, entry: AccessEntry) {
-        match self.inner.tx.try_send(Msg::Entry(SystemTime::now(), entry)) {
+        let generation = self.inner.generation.load(Relaxed);
+        match self
+            .inner
+            .tx
+            .try_send(Msg::Entry(SystemTime::now(), generation, entry))
+        {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.inner.stats.dropped.fetch_add(1, Relaxed);
@@ -192,12 +202,12 @@ impl AccessLog {
         }
     }
 
-    /// Reopens the file after the entries already queued (log rotation). A no-op for
-    /// stderr. If the path cannot be opened, the old file stays in use and the error is
-    /// logged and counted.
+    /// Reopens the file (log rotation): what was recorded before this call goes to the old
+    /// file, what is recorded after it to the new one. A no-op for stderr. If the path
+    /// cannot be opened, the old file stays in use and the error is logged and counted.
     pub fn reopen(&self) {
-        self.inner.reopen.store(true, Relaxed);
-        // If the channel is full the writer is busy, and looks at the flag after every entry.
+        self.inner.generation.fetch_add(1, Relaxed);
+        // Wakes an idle writer; if the channel is full, the next entry carries the news.
         let _ = self.inner.tx.try_send(Msg::Wake);
     }
 
@@ -246,7 +256,9 @@ struct Writer {
     dest: LogDest,
     sink: Sink,
     stats: Arc<AccessLogStats>,
-    reopen: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
+    /// The reopen generation of the file open now.
+    current: u64,
     /// Reused for each line.
     line: Vec<u8>,
 }
@@ -257,8 +269,11 @@ impl Writer {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Entry(time, entry) => self.write(time, &entry),
-                    Msg::Wake => {}
+                    Msg::Entry(time, generation, entry) => {
+                        self.catch_up(generation);
+                        self.write(time, &entry);
+                    }
+                    Msg::Wake => self.catch_up(self.generation.load(Relaxed)),
                     Msg::Flush(ack) => {
                         self.flush();
                         let _ = ack.try_send(());
@@ -267,9 +282,6 @@ impl Writer {
                         self.flush();
                         return;
                     }
-                }
-                if self.reopen.swap(false, Relaxed) {
-                    self.reopen_file();
                 }
                 next = rx.try_recv().ok();
             }
@@ -299,6 +311,14 @@ impl Writer {
     fn flush(&mut self) {
         if self.sink.0.flush().is_err() {
             self.stats.errors.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Reopens the file if a reopen was asked for since it was opened.
+    fn catch_up(&mut self, generation: u64) {
+        if generation > self.current {
+            self.current = generation;
+            self.reopen_file();
         }
     }
 
