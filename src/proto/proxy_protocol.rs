@@ -390,4 +390,6 @@ pub fn emit_v2(endpoints: &Endpoints, out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
+mod invariants;
+#[cfg(test)]
 mod tests;

@@ -438,14 +438,16 @@ fn v2_encoder_round_trips_mixed_families_as_ipv6() {
 }
 
 #[test]
-fn arbitrary_bytes_never_panic_or_overconsume() {
+fn arbitrary_bytes_keep_the_invariants() {
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let seeds: Vec<Vec<u8>> = vec![
         V2_TCP4.to_vec(),
+        b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n".to_vec(),
         b"PROXY TCP6 2001:db8::1 ::1 1 1080\r\n".to_vec(),
         b"PROXY UNKNOWN\r\n".to_vec(),
+        [V2_SIGNATURE.as_slice(), &[0x20, 0x00, 0x00, 0x00]].concat(),
     ];
-    for round in 0..20_000 {
+    for round in 0..5_000 {
         let mut buf = seeds[round % seeds.len()].clone();
         // Mutate a few bytes, maybe truncate, maybe extend.
         for _ in 0..rng.usize(0..4) {
@@ -456,8 +458,6 @@ fn arbitrary_bytes_never_panic_or_overconsume() {
         if rng.bool() {
             buf.extend((0..rng.usize(0..64)).map(|_| rng.u8(..)));
         }
-        if let Ok(Parse::Complete { consumed, .. }) = Header::parse(&buf) {
-            assert!(consumed <= buf.len() && consumed > 0);
-        }
+        super::invariants::check_proxy_header(&buf);
     }
 }
