@@ -7,6 +7,8 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod ops;
 pub mod policy;
 pub mod proto;
 pub mod resolve;
+pub mod telemetry;

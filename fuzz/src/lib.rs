@@ -8,3 +8,6 @@ pub mod proto {
 
 #[path = "../../src/proto/tests/invariants.rs"]
 pub mod invariants;
+
+#[path = "../../src/proto/proxy_protocol/invariants.rs"]
+pub mod proxy_invariants;

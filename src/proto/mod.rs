@@ -20,6 +20,7 @@ pub mod auth;
 pub mod bind;
 mod error;
 mod handshake;
+pub mod proxy_protocol;
 mod reply;
 pub mod socks4;
 pub mod socks5;

@@ -30,6 +30,7 @@ mod cache;
 mod dns;
 pub mod fake_dns;
 mod resolver;
+mod stats;
 mod system;
 
 use std::borrow::Cow;
@@ -39,6 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use resolver::Resolver;
+pub use stats::{ResolverCounts, ResolverStats};
 
 /// The addresses of one name, in the order the backend gave them (IPv6 and IPv4 both, when
 /// both exist). Cheap to clone: shared with the cache.

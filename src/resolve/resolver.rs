@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::cache::Cache;
 use super::dns::DnsClient;
+use super::stats::ResolverStats;
 use super::{
     cache_key, is_valid_host, system, Addrs, Lookup, Notify, ResolveError, ResolverConfig,
 };
@@ -37,6 +38,7 @@ impl Drop for Handle {
 struct Shared {
     backend: Backend,
     cache: Cache,
+    stats: Arc<ResolverStats>,
     ttl: TtlPolicy,
     queue_capacity: usize,
     state: Mutex<State>,
@@ -86,6 +88,7 @@ impl Resolver {
         let shared = Arc::new(Shared {
             backend,
             cache: Cache::new(config.cache_capacity),
+            stats: Arc::default(),
             ttl: TtlPolicy {
                 negative: config.negative_ttl,
                 min: config.min_ttl,
@@ -119,10 +122,19 @@ impl Resolver {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Some(Ok(Addrs::from([ip])));
         }
-        self.handle
-            .shared
-            .cache
-            .get(&cache_key(host), Instant::now())
+        let shared = &self.handle.shared;
+        let answer = shared.cache.get(&cache_key(host), Instant::now());
+        ResolverStats::bump(if answer.is_some() {
+            &shared.stats.cache_hits
+        } else {
+            &shared.stats.cache_misses
+        });
+        answer
+    }
+
+    /// The resolver's counters, for the metrics exporter.
+    pub fn stats(&self) -> Arc<ResolverStats> {
+        Arc::clone(&self.handle.shared.stats)
     }
 
     /// Queues a lookup; `notify.resolved(ticket, result)` is called exactly once, from a
@@ -134,7 +146,9 @@ impl Resolver {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return notify.resolved(ticket, Ok(Addrs::from([ip])));
         }
+        let stats = &self.handle.shared.stats;
         if !is_valid_host(host) {
+            ResolverStats::bump(&stats.refused);
             let why = ResolveError::Failed("invalid host name".into());
             return notify.resolved(ticket, Err(why));
         }
@@ -145,6 +159,8 @@ impl Resolver {
             SHUTTING_DOWN
         } else if let Some(waiters) = state.waiting.get_mut(key.as_ref()) {
             waiters.push(Waiter { ticket, notify });
+            drop(state);
+            ResolverStats::bump(&stats.joined);
             return;
         } else if state.queue.len() >= shared.queue_capacity {
             "resolver queue full"
@@ -157,6 +173,7 @@ impl Resolver {
             return;
         };
         drop(state);
+        ResolverStats::bump(&stats.refused);
         notify.resolved(ticket, Err(ResolveError::Failed(refusal.into())));
     }
 
@@ -245,6 +262,16 @@ impl Shared {
             Backend::System => system::lookup(key),
             Backend::Servers(client) => client.lookup(key),
         };
+        ResolverStats::bump(&self.stats.lookups);
+        let failure = match &result {
+            Ok(addrs) if !addrs.is_empty() => None,
+            Ok(_) | Err(ResolveError::NotFound) => Some(&self.stats.not_found),
+            Err(ResolveError::Timeout) => Some(&self.stats.timeouts),
+            Err(ResolveError::Failed(_)) => Some(&self.stats.errors),
+        };
+        if let Some(counter) = failure {
+            ResolverStats::bump(counter);
+        }
         let (answer, ttl) = match result {
             Ok(addrs) if !addrs.is_empty() => {
                 let ttl = ttl.map_or(self.ttl.system, |ttl| ttl.clamp(self.ttl.min, self.ttl.max));

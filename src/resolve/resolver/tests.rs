@@ -341,3 +341,43 @@ fn dropping_the_last_handle_shuts_down() {
     assert_eq!(rx.try_recv(), Ok((1, failed("shutting down"))));
     fake.set("busy.test", Reply::addrs(&[ip("192.0.2.1")], 60));
 }
+
+#[test]
+fn stats_count_cache_lookups_joins_failures_and_refusals() {
+    use super::super::ResolverCounts;
+    let fake = FakeDns::start().unwrap();
+    fake.set("www.test", Reply::Hold);
+    fake.set("gone.test", Reply::NxDomain);
+    let resolver = Resolver::start(on(&fake)).unwrap();
+    let stats = resolver.stats();
+    let (notify, rx) = inbox();
+    assert_eq!(resolver.cached("www.test"), None);
+    assert!(
+        resolver.cached("192.0.2.1").is_some(),
+        "literals are not counted"
+    );
+    resolver.resolve("www.test", 1, Arc::clone(&notify));
+    assert!(eventually(WAIT, || fake.queries("www.test") == 2));
+    resolver.resolve("www.test", 2, Arc::clone(&notify));
+    fake.set("www.test", Reply::addrs(&[ip("192.0.2.1")], 60));
+    assert_eq!(next(&rx).1, addrs(&["192.0.2.1"]));
+    assert_eq!(next(&rx).1, addrs(&["192.0.2.1"]));
+    assert!(resolver.cached("www.test").is_some());
+    resolver.resolve("gone.test", 3, Arc::clone(&notify));
+    assert_eq!(next(&rx), (3, Err(ResolveError::NotFound)));
+    resolver.resolve("bad host", 4, notify);
+    assert_eq!(next(&rx), (4, failed("invalid host name")));
+    assert_eq!(
+        stats.read(),
+        ResolverCounts {
+            cache_hits: 1,
+            cache_misses: 1,
+            lookups: 2,
+            joined: 1,
+            not_found: 1,
+            timeouts: 0,
+            errors: 0,
+            refused: 1,
+        }
+    );
+}

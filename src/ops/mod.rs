@@ -1,0 +1,5 @@
+//! Running as a service: readiness notifications to systemd, and dropping root after the
+//! listeners are bound.
+
+pub mod privileges;
+pub mod systemd;
