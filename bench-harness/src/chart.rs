@@ -42,8 +42,7 @@ fn escape(s: &str) -> String {
 fn percentile_label(decade: u32) -> String {
     match decade {
         0 => "0%".into(),
-        d => format!("{}%", 100.0 - 100.0 / 10f64.powi(d as i32))
-            .replace(".0%", "%"),
+        d => format!("{}%", 100.0 - 100.0 / 10f64.powi(d as i32)).replace(".0%", "%"),
     }
 }
 

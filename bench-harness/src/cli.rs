@@ -197,7 +197,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => v / 1e3,
         "us" | "µs" => v / 1e6,
         "m" | "min" => v * 60.0,
-        other => return Err(format!("unknown unit '{other}' in '{s}' (use s, ms, us or m)")),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{s}' (use s, ms, us or m)"
+            ))
+        }
     };
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("'{s}' is not a valid duration"));
@@ -327,9 +331,12 @@ pub fn execute(cli: Cli) -> Result<(), Error> {
         }
     };
     if let Some(path) = &args.hgrm {
-        let hist = reports.iter().find_map(|r| r.histogram.as_ref()).ok_or_else(|| {
-            Error::Config("--hgrm: this mode records no latency histogram".into())
-        })?;
+        let hist = reports
+            .iter()
+            .find_map(|r| r.histogram.as_ref())
+            .ok_or_else(|| {
+                Error::Config("--hgrm: this mode records no latency histogram".into())
+            })?;
         let mut f = std::fs::File::create(path)
             .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
         crate::stats::write_hgrm(hist, &mut f)

@@ -36,7 +36,11 @@ pub struct ServerSpec {
 impl ServerSpec {
     /// Parses NAME=HOST:PORT[,pid=PID].
     pub fn parse(spec: &str) -> Result<ServerSpec, Error> {
-        let bad = || Error::Config(format!("--server '{spec}': expected NAME=HOST:PORT[,pid=PID]"));
+        let bad = || {
+            Error::Config(format!(
+                "--server '{spec}': expected NAME=HOST:PORT[,pid=PID]"
+            ))
+        };
         let (name, rest) = spec.split_once('=').ok_or_else(bad)?;
         let mut parts = rest.split(',');
         let addr = parts.next().filter(|a| !a.is_empty()).ok_or_else(bad)?;
@@ -146,14 +150,16 @@ impl CaseSpec {
             rate,
         };
         for kv in params.split(',').filter(|p| !p.is_empty()) {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| Error::Config(format!("--case '{spec}': '{kv}' is not key=value")))?;
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                Error::Config(format!("--case '{spec}': '{kv}' is not key=value"))
+            })?;
             let num = || -> Result<f64, Error> {
                 v.parse::<f64>()
                     .ok()
                     .filter(|x| *x > 0.0 && x.is_finite())
-                    .ok_or_else(|| Error::Config(format!("--case '{spec}': {k}={v} is not a positive number")))
+                    .ok_or_else(|| {
+                        Error::Config(format!("--case '{spec}': {k}={v} is not a positive number"))
+                    })
             };
             match k {
                 "conns" | "connections" | "workers" | "assoc" | "associations" => {
@@ -225,7 +231,13 @@ impl CaseSpec {
     pub fn slug(&self) -> String {
         self.spec
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     }
 }
@@ -320,7 +332,11 @@ pub fn run(cfg: &CompareConfig, log: &mut impl Write) -> Result<Results, Error> 
                     auth: server.proxy.and(cfg.base.route.auth.clone()),
                 };
                 common.pid = server.pid;
-                let _ = write!(log, "[{done}/{total}] {} via {} ... ", case.spec, server.name);
+                let _ = write!(
+                    log,
+                    "[{done}/{total}] {} via {} ... ",
+                    case.spec, server.name
+                );
                 let _ = log.flush();
                 let result = case.run(common).map_err(|e| e.to_string());
                 let line = match &result {
@@ -399,8 +415,13 @@ fn write_outputs(
             .enumerate()
             .map(|(si, s)| Row {
                 server: &s.name,
-                runs: runs[ci][si].iter().filter_map(|r| r.as_ref().ok()).collect(),
-                error: runs[ci][si].iter().find_map(|r| r.as_ref().err().map(String::as_str)),
+                runs: runs[ci][si]
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok())
+                    .collect(),
+                error: runs[ci][si]
+                    .iter()
+                    .find_map(|r| r.as_ref().err().map(String::as_str)),
             })
             .collect();
         md += &table::render(&cols, &rows);
@@ -462,7 +483,10 @@ mod tests {
         assert!(ServerSpec::parse("x=127.0.0.1:1,cpu=2").is_err());
 
         let c = CaseSpec::parse("latency-rate:rate=20000,conns=32").unwrap();
-        assert_eq!((c.kind, c.conns, c.rate), (Kind::LatencyRate, 32, Some(20000.0)));
+        assert_eq!(
+            (c.kind, c.conns, c.rate),
+            (Kind::LatencyRate, 32, Some(20000.0))
+        );
         assert_eq!(c.slug(), "latency-rate_rate_20000_conns_32");
         assert_eq!(CaseSpec::parse("latency-rate").unwrap().rate, Some(5000.0));
         assert!(CaseSpec::parse("warp").is_err());

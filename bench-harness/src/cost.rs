@@ -31,7 +31,9 @@ fn ticks_to_secs(ticks: u64) -> f64 {
 pub fn process_tree(root: u32) -> io::Result<Vec<i32>> {
     let root = root as i32;
     // Fails clearly when the PID does not exist.
-    Process::new(root).and_then(|p| p.stat()).map_err(proc_err)?;
+    Process::new(root)
+        .and_then(|p| p.stat())
+        .map_err(proc_err)?;
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for p in all_processes().map_err(proc_err)?.flatten() {
         if let Ok(stat) = p.stat() {
@@ -78,10 +80,8 @@ pub fn sample_server(root: u32) -> io::Result<ServerSample> {
         let Ok(p) = Process::new(pid) else { continue };
         let Ok(stat) = p.stat() else { continue };
         s.processes += 1;
-        s.cpu_ticks += stat.utime
-            + stat.stime
-            + stat.cutime.max(0) as u64
-            + stat.cstime.max(0) as u64;
+        s.cpu_ticks +=
+            stat.utime + stat.stime + stat.cutime.max(0) as u64 + stat.cstime.max(0) as u64;
         if let Ok(rollup) = p.smaps_rollup() {
             if let Some(m) = rollup.memory_map_rollup.0.first() {
                 s.rss += m.extension.map.get("Rss").copied().unwrap_or(0);

@@ -44,11 +44,8 @@ impl Reactor {
             TimerfdClockId::Monotonic,
             TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
         )?;
-        poll.registry().register(
-            &mut SourceFd(&timer.as_raw_fd()),
-            TIMER,
-            Interest::READABLE,
-        )?;
+        poll.registry()
+            .register(&mut SourceFd(&timer.as_raw_fd()), TIMER, Interest::READABLE)?;
         Ok(Reactor {
             poll,
             events: Events::with_capacity(event_capacity),

@@ -122,7 +122,11 @@ impl Report {
             }
         }
         if let (Some(sent), Some(loss)) = (self.sent, self.loss) {
-            let _ = writeln!(o, "  sent            {sent} datagrams, loss {:.3}%", loss * 100.0);
+            let _ = writeln!(
+                o,
+                "  sent            {sent} datagrams, loss {:.3}%",
+                loss * 100.0
+            );
         }
         if let Some(p) = &self.latency {
             let mut line = String::from("  latency µs     ");
@@ -139,7 +143,11 @@ impl Report {
             );
         }
         if self.errors > 0 {
-            let _ = writeln!(o, "  errors          {} (tolerated by --max-errors)", self.errors);
+            let _ = writeln!(
+                o,
+                "  errors          {} (tolerated by --max-errors)",
+                self.errors
+            );
         }
         if let Some(s) = &self.server {
             let mut line = format!(

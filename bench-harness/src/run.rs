@@ -230,7 +230,8 @@ pub fn execute<R: Send + 'static>(
     let harness_ctx = "cannot read this process's CPU time from /proc";
     let self_a = self_a.map_err(|e| Error::io(harness_ctx, e))?;
     let self_b = self_b.map_err(|e| Error::io(harness_ctx, e))?;
-    let server_ctx = |pid: Option<u32>| format!("cannot read server pid {} from /proc", pid.unwrap_or(0));
+    let server_ctx =
+        |pid: Option<u32>| format!("cannot read server pid {} from /proc", pid.unwrap_or(0));
     let server_a = server_a.map_err(|e| Error::io(server_ctx(common.pid), e))?;
     let server_b = server_b.map_err(|e| Error::io(server_ctx(common.pid), e))?;
     let server = match (common.pid, &server_a, &server_b) {

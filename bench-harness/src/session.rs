@@ -114,18 +114,33 @@ impl Session {
             let out = self.hs.output(&dialer.script);
             if !out.is_empty() {
                 match self.sock.write(out) {
-                    Ok(n) => self.hs.sent(n, &dialer.script),
+                    Ok(n) => {
+                        self.hs.sent(n, &dialer.script);
+                        if self.hs.output(&dialer.script).is_empty() {
+                            // The answer cannot be there yet, and its arrival raises a
+                            // fresh readiness edge: save the read that would block.
+                            return Ok(Progress::Pending);
+                        }
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::Pending),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => return Err(SetupError::Io(e)),
                 }
                 continue;
             }
+            let space = self.hs.input_space().len();
             match self.sock.read(self.hs.input_space()) {
                 Ok(n) => {
                     if self.hs.received(n, &dialer.script)?.is_some() {
                         self.state = State::Open;
                         return Ok(Progress::Open);
+                    }
+                    if n < space && !self.hs.output(&dialer.script).is_empty() {
+                        continue;
+                    }
+                    if n < space {
+                        // A short read drained the socket; more data raises a new edge.
+                        return Ok(Progress::Pending);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::Pending),
@@ -180,7 +195,9 @@ pub fn open_all(
         ready.clear();
         ready.extend(reactor.tokens().map(|t| t.0));
         for &i in &ready {
-            let Some(s) = sessions.get_mut(i) else { continue };
+            let Some(s) = sessions.get_mut(i) else {
+                continue;
+            };
             if s.is_open() {
                 continue;
             }

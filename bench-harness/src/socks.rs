@@ -219,24 +219,26 @@ impl ClientHandshake {
         loop {
             let input = &self.buf[..self.filled];
             let consumed = match self.step {
-                Step::AwaitMethod => match MethodSelection::parse(input).map_err(|e| self.malformed(e))? {
-                    Parse::Incomplete => return Ok(None),
-                    Parse::Complete { msg, consumed } => {
-                        self.step = match msg.method {
-                            METHOD_NONE_ACCEPTABLE => {
-                                return Err(SocksError::NoAcceptableMethod {
-                                    offered: script.offered(),
-                                })
-                            }
-                            METHOD_NO_AUTH if script.credentials.is_none() => Step::SendRequest,
-                            METHOD_USER_PASS if script.credentials.is_some() => {
-                                Step::SendCredentials
-                            }
-                            other => return Err(SocksError::UnofferedMethod(other)),
-                        };
-                        consumed
+                Step::AwaitMethod => {
+                    match MethodSelection::parse(input).map_err(|e| self.malformed(e))? {
+                        Parse::Incomplete => return Ok(None),
+                        Parse::Complete { msg, consumed } => {
+                            self.step = match msg.method {
+                                METHOD_NONE_ACCEPTABLE => {
+                                    return Err(SocksError::NoAcceptableMethod {
+                                        offered: script.offered(),
+                                    })
+                                }
+                                METHOD_NO_AUTH if script.credentials.is_none() => Step::SendRequest,
+                                METHOD_USER_PASS if script.credentials.is_some() => {
+                                    Step::SendCredentials
+                                }
+                                other => return Err(SocksError::UnofferedMethod(other)),
+                            };
+                            consumed
+                        }
                     }
-                },
+                }
                 Step::AwaitStatus => match Status::parse(input).map_err(|e| self.malformed(e))? {
                     Parse::Incomplete => return Ok(None),
                     Parse::Complete { msg, consumed } => {
@@ -386,7 +388,10 @@ mod tests {
         };
         let s = Script::connect(Some(&auth), target());
         assert_eq!(s.greeting, [5, 1, 2]);
-        assert_eq!(s.credentials.as_deref(), Some(&[1, 1, b'u', 2, b'p', b'w'][..]));
+        assert_eq!(
+            s.credentials.as_deref(),
+            Some(&[1, 1, b'u', 2, b'p', b'w'][..])
+        );
         assert_eq!(s.request, [5, 1, 0, 1, 127, 0, 0, 1, 0x0f, 0xa0]);
         let s = Script::udp_associate(None, target());
         assert_eq!(s.greeting, [5, 1, 0]);

@@ -78,7 +78,12 @@ impl Percentiles {
 /// remaining distance to 100 %, as HdrHistogram's own percentile output does.
 pub fn curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     h.iter_quantiles(5)
-        .map(|v| (v.quantile_iterated_to(), v.value_iterated_to() as f64 / 1000.0))
+        .map(|v| {
+            (
+                v.quantile_iterated_to(),
+                v.value_iterated_to() as f64 / 1000.0,
+            )
+        })
         .collect()
 }
 
@@ -113,7 +118,11 @@ pub fn write_hgrm(h: &Histogram<u64>, out: &mut impl Write) -> io::Result<()> {
         h.mean() / MS,
         h.stdev() / MS
     )?;
-    writeln!(out, "#[Max     = {max:12.6}, Total count    = {:12}]", h.len())?;
+    writeln!(
+        out,
+        "#[Max     = {max:12.6}, Total count    = {:12}]",
+        h.len()
+    )?;
     writeln!(
         out,
         "#[Buckets = {:12}, SubBuckets     = {:12}]",
@@ -150,7 +159,7 @@ mod tests {
         write_hgrm(&h, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("       Value     Percentile"));
-        let last_row = text.lines().filter(|l| !l.starts_with('#')).last().unwrap();
+        let last_row = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
         let cols: Vec<&str> = last_row.split_whitespace().collect();
         assert_eq!(cols[1], "1.000000000000");
         assert_eq!(cols[2], "4");

@@ -254,7 +254,10 @@ fn echo(conn: &mut Conn, scratch: &mut [u8]) -> bool {
             Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
             Err(_) => return false,
         };
+        let drained = n < scratch.len();
         match conn.sock.write(&scratch[..n]) {
+            // A short read emptied the socket; new data raises a new edge.
+            Ok(w) if w == n && drained => return true,
             Ok(w) if w == n => {}
             Ok(w) => conn.pending.extend_from_slice(&scratch[w..n]),
             Err(e) if e.kind() == ErrorKind::WouldBlock => {

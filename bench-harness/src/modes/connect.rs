@@ -35,11 +35,16 @@ struct Part {
 
 pub fn run(cfg: &ConnectConfig) -> Result<Report, Error> {
     if cfg.workers == 0 || cfg.size == 0 {
-        return Err(Error::Config("connect needs --workers and --size above 0".into()));
+        return Err(Error::Config(
+            "connect needs --workers and --size above 0".into(),
+        ));
     }
     let c = &cfg.common;
     let threads = c.threads.clamp(1, cfg.workers);
-    let common = Common { threads, ..c.clone() };
+    let common = Common {
+        threads,
+        ..c.clone()
+    };
     let targets = Targets::start(crate::LOOPBACK, c.cpu(threads))
         .map_err(|e| Error::io("cannot start the echo target", e))?;
     let dialer = Dialer::new(&c.route, targets.echo);
@@ -48,7 +53,9 @@ pub fn run(cfg: &ConnectConfig) -> Result<Report, Error> {
     for w in 0..threads {
         let n = common.share(cfg.workers, w);
         let (dialer, pattern, cfg2) = (dialer.clone(), pattern.clone(), cfg.clone());
-        workers.push(Box::new(move |ctl: &mut Ctl| worker(&cfg2, &dialer, &pattern, n, ctl)));
+        workers.push(Box::new(move |ctl: &mut Ctl| {
+            worker(&cfg2, &dialer, &pattern, n, ctl)
+        }));
     }
     let out = run::execute(&common, workers, None, c.timeout)?;
     drop(targets);
@@ -123,8 +130,8 @@ fn worker(
         })
         .collect();
     let mut scratch = vec![0u8; pattern.len().max(4096)];
-    for i in 0..n {
-        begin(&mut slots[i], i, &reactor, dialer, &mut part)?;
+    for (i, slot) in slots.iter_mut().enumerate() {
+        begin(slot, i, &reactor, dialer, &mut part)?;
     }
     let timeout = cfg.common.timeout;
     let mut next_timeout_check = Instant::now() + timeout.min(Duration::from_millis(100));
@@ -138,15 +145,15 @@ fn worker(
             break;
         }
         if now >= next_timeout_check {
-            for i in 0..n {
-                if slots[i].session.is_none() {
+            for (i, slot) in slots.iter_mut().enumerate() {
+                if slot.session.is_none() {
                     // A slot whose dial failed outright.
-                    again(&mut slots[i], i, &reactor, dialer, &window, &mut part)?;
-                } else if now - slots[i].started > timeout {
-                    slots[i].session = None;
+                    again(slot, i, &reactor, dialer, &window, &mut part)?;
+                } else if now - slot.started > timeout {
+                    slot.session = None;
                     part.failures
                         .note(|| format!("a session took longer than {timeout:?}"));
-                    again(&mut slots[i], i, &reactor, dialer, &window, &mut part)?;
+                    again(slot, i, &reactor, dialer, &window, &mut part)?;
                 }
             }
             next_timeout_check = now + timeout.min(Duration::from_millis(100));
@@ -246,6 +253,7 @@ fn step(
             )));
         }
     }
+    let fresh = slot.written == 0;
     while slot.written < pattern.len() {
         match s.sock.write(&pattern[slot.written..]) {
             Ok(n) => slot.written += n,
@@ -253,6 +261,10 @@ fn step(
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(SetupError::Io(e)),
         }
+    }
+    if fresh && slot.written == pattern.len() {
+        // No echo can be there yet; its arrival raises a fresh edge.
+        return Ok(false);
     }
     loop {
         match s.sock.read(scratch) {

@@ -38,15 +38,19 @@ pub fn run(cfg: &IdleConfig) -> Result<Report, Error> {
     }
     let c = &cfg.common;
     let threads = c.threads.clamp(1, cfg.connections);
-    let common = Common { threads, ..c.clone() };
+    let common = Common {
+        threads,
+        ..c.clone()
+    };
     let targets = Targets::start(crate::LOOPBACK, c.cpu(threads))
         .map_err(|e| Error::io("cannot start the echo target", e))?;
     let dialer = Dialer::new(&c.route, targets.echo);
-    let before = c
-        .pid
-        .map(cost::sample_server)
-        .transpose()
-        .map_err(|e| Error::io(format!("cannot read server pid {} from /proc", c.pid.unwrap_or(0)), e))?;
+    let before = c.pid.map(cost::sample_server).transpose().map_err(|e| {
+        Error::io(
+            format!("cannot read server pid {} from /proc", c.pid.unwrap_or(0)),
+            e,
+        )
+    })?;
     let mut workers: Vec<Worker<Failures>> = Vec::new();
     for w in 0..threads {
         let n = common.share(cfg.connections, w);
@@ -129,7 +133,9 @@ fn worker(
     let mut ready = Vec::with_capacity(1024);
     // Nothing should happen now; any readiness is the server closing a connection.
     while Instant::now() < window.measure_end {
-        reactor.wait(window.measure_end).map_err(|e| Error::io("poll", e))?;
+        reactor
+            .wait(window.measure_end)
+            .map_err(|e| Error::io("poll", e))?;
         ready.clear();
         ready.extend(reactor.tokens().map(|t| t.0));
         for &i in &ready {
@@ -170,7 +176,9 @@ fn echo_once(
     let mut left = n;
     for s in sessions.iter_mut() {
         if !s.early_data().is_empty() {
-            return Err(Error::Corrupt("data arrived before the echo request".into()));
+            return Err(Error::Corrupt(
+                "data arrived before the echo request".into(),
+            ));
         }
         // One byte always fits in a fresh socket's send buffer.
         match s.sock.write(&[PING]) {

@@ -43,11 +43,16 @@ pub struct ThroughputConfig {
 
 pub fn run(cfg: &ThroughputConfig) -> Result<Report, Error> {
     if cfg.connections == 0 || cfg.chunk == 0 {
-        return Err(Error::Config("throughput needs --connections and --chunk above 0".into()));
+        return Err(Error::Config(
+            "throughput needs --connections and --chunk above 0".into(),
+        ));
     }
     let c = &cfg.common;
     let threads = c.threads.clamp(1, cfg.connections);
-    let common = Common { threads, ..c.clone() };
+    let common = Common {
+        threads,
+        ..c.clone()
+    };
     let targets = Targets::start(crate::LOOPBACK, c.cpu(threads))
         .map_err(|e| Error::io("cannot start the targets", e))?;
     let target = match cfg.direction {
@@ -60,7 +65,9 @@ pub fn run(cfg: &ThroughputConfig) -> Result<Report, Error> {
     for w in 0..threads {
         let n = common.share(cfg.connections, w);
         let (dialer, counter, cfg2) = (dialer.clone(), counter.clone(), cfg.clone());
-        workers.push(Box::new(move |ctl: &mut Ctl| worker(&cfg2, &dialer, n, &counter, ctl)));
+        workers.push(Box::new(move |ctl: &mut Ctl| {
+            worker(&cfg2, &dialer, n, &counter, ctl)
+        }));
     }
     // Upload is counted by the sink, download by the workers.
     let sampled = match cfg.direction {

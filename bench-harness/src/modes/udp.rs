@@ -64,7 +64,10 @@ pub fn run(cfg: &UdpConfig) -> Result<Report, Error> {
     }
     let c = &cfg.common;
     let threads = c.threads.clamp(1, cfg.associations);
-    let common = Common { threads, ..c.clone() };
+    let common = Common {
+        threads,
+        ..c.clone()
+    };
     let targets = Targets::start(crate::LOOPBACK, c.cpu(threads))
         .map_err(|e| Error::io("cannot start the UDP echo target", e))?;
     let target = targets.udp_echo;
@@ -161,7 +164,9 @@ struct Assoc {
 fn associate(cfg: &UdpConfig, target: SocketAddr) -> Result<Assoc, Error> {
     let std_sock = StdUdp::bind(SocketAddr::new(crate::LOOPBACK, 0))
         .map_err(|e| Error::io("cannot bind a UDP socket", e))?;
-    let local = std_sock.local_addr().map_err(|e| Error::io("UDP socket", e))?;
+    let local = std_sock
+        .local_addr()
+        .map_err(|e| Error::io("UDP socket", e))?;
     std_sock
         .set_nonblocking(true)
         .map_err(|e| Error::io("UDP socket", e))?;
@@ -303,9 +308,23 @@ fn worker(cfg: &UdpConfig, target: SocketAddr, n: usize, ctl: &mut Ctl) -> Resul
         ..Part::default()
     };
     if cfg.flood {
-        flood(cfg, &mut reactor, &mut assocs, &mut codec, &window, &mut part)?;
+        flood(
+            cfg,
+            &mut reactor,
+            &mut assocs,
+            &mut codec,
+            &window,
+            &mut part,
+        )?;
     } else {
-        ping_pong(cfg, &mut reactor, &mut assocs, &mut codec, &window, &mut part)?;
+        ping_pong(
+            cfg,
+            &mut reactor,
+            &mut assocs,
+            &mut codec,
+            &window,
+            &mut part,
+        )?;
     }
     for a in &mut assocs {
         if let Some(c) = a.control.as_mut() {
@@ -469,9 +488,7 @@ fn flood(
     part: &mut Part,
 ) -> Result<(), Error> {
     let n = assocs.len();
-    let per_s = cfg
-        .rate
-        .map(|r| r * n as f64 / cfg.associations as f64);
+    let per_s = cfg.rate.map(|r| r * n as f64 / cfg.associations as f64);
     let mut scratch = vec![0u8; 65536];
     let mut seq = 0u64;
     let mut sent_total = 0u64;
