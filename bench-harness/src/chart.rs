@@ -145,8 +145,12 @@ pub fn percentile_svg(title: &str, series: &[Series]) -> String {
         let color = COLORS[i % COLORS.len()];
         if !s.points.is_empty() {
             let mut pts = String::new();
+            // The maximum's x (1/count) can fall left of the last quantile step; the
+            // curve never runs backwards.
+            let mut x = 0.0f64;
             for &(q, v) in &s.points {
-                let _ = write!(pts, "{:.1},{:.1} ", px(decades(q, s.count)), py(v));
+                x = x.max(decades(q, s.count));
+                let _ = write!(pts, "{:.1},{:.1} ", px(x), py(v));
             }
             let _ = writeln!(
                 o,

@@ -24,7 +24,9 @@ use crate::socks::Auth;
     name = "bench-harness",
     version,
     about = "SOCKS5 load generator: latency histograms, throughput, session and UDP rates, and what they cost the server",
-    long_about = None
+    long_about = None,
+    // A later flag overrides an earlier one, so scripts can put defaults first.
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]

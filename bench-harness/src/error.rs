@@ -47,12 +47,16 @@ impl fmt::Display for SocksError {
                 command,
                 target,
                 code,
-            } => write!(
-                f,
-                "the SOCKS server refused {command} {target}: REP {:#04x} ({})",
-                code.to_u8(),
-                code.name().replace('_', " ")
-            ),
+            } => {
+                // UDP ASSOCIATE names the client's own address, not a destination.
+                let joint = if *command == "UDP ASSOCIATE" { " for " } else { " " };
+                write!(
+                    f,
+                    "the SOCKS server refused {command}{joint}{target}: REP {:#04x} ({})",
+                    code.to_u8(),
+                    code.name().replace('_', " ")
+                )
+            }
             SocksError::Malformed { step, detail } => {
                 write!(f, "malformed SOCKS {step} from the server: {detail}")
             }

@@ -50,6 +50,9 @@ pub struct Report {
     /// Transport failures tolerated under --max-errors.
     pub errors: u64,
     pub latency: Option<Percentiles>,
+    /// Open loop only: how late the harness sent scheduled requests, a check on the
+    /// harness and the machine rather than the server.
+    pub send_lag: Option<Percentiles>,
     pub server: Option<ServerCost>,
     /// Server CPU-µs per operation.
     pub server_us_per_op: Option<f64>,
@@ -135,6 +138,13 @@ impl Report {
             }
             let _ = writeln!(o, "{line}  (n={})", p.count);
         }
+        if let Some(p) = &self.send_lag {
+            let _ = writeln!(
+                o,
+                "  send lag µs     p50 {:.1} p99 {:.1} max {:.1}  (harness wake-up delay for scheduled sends)",
+                p.p50_us, p.p99_us, p.max_us
+            );
+        }
         if self.unfinished > 0 {
             let _ = writeln!(
                 o,
@@ -183,13 +193,17 @@ impl Report {
                 m.rss_after as f64 / MIB
             );
         }
-        let _ = writeln!(
-            o,
-            "  harness cpu     {:.3} cores (busiest thread {} at {:.0}%)",
-            self.harness.cores,
-            self.harness.busiest_thread,
-            self.harness.busiest_share * 100.0
-        );
+        if self.harness.busiest_thread.is_empty() {
+            let _ = writeln!(o, "  harness cpu     {:.3} cores", self.harness.cores);
+        } else {
+            let _ = writeln!(
+                o,
+                "  harness cpu     {:.3} cores (busiest thread {} at {:.0}%)",
+                self.harness.cores,
+                self.harness.busiest_thread,
+                self.harness.busiest_share * 100.0
+            );
+        }
         for w in &self.warnings {
             let _ = writeln!(o, "  warning: {w}");
         }

@@ -89,6 +89,7 @@ pub fn run(cfg: &ConnectConfig) -> Result<Report, Error> {
         unfinished,
         errors: failures.count,
         latency: Percentiles::of(&hist),
+        send_lag: None,
         server: out.server,
         server_us_per_op: None,
         server_s_per_gib: None,

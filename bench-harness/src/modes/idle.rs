@@ -101,6 +101,7 @@ pub fn run(cfg: &IdleConfig) -> Result<Report, Error> {
         unfinished: 0,
         errors: failures.count,
         latency: None,
+        send_lag: None,
         server: out.server,
         server_us_per_op: None,
         server_s_per_gib: None,

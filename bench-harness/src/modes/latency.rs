@@ -37,6 +37,9 @@ pub struct LatencyConfig {
 /// Per-worker result.
 struct Part {
     hist: Histogram<u64>,
+    /// Open loop: how late the harness woke for a scheduled send on an idle connection
+    /// (its own scheduling delay, apart from any queueing behind the server).
+    lag: Histogram<u64>,
     unfinished: u64,
     failures: Failures,
 }
@@ -78,10 +81,12 @@ pub fn run(cfg: &LatencyConfig) -> Result<Report, Error> {
     drop(targets);
 
     let mut hist = stats::histogram();
+    let mut lag = stats::histogram();
     let mut failures = Failures::default();
     let mut unfinished = 0;
     for p in out.results {
         stats::merge(&mut hist, &p.hist);
+        stats::merge(&mut lag, &p.lag);
         failures.merge(p.failures);
         unfinished += p.unfinished;
     }
@@ -107,6 +112,13 @@ pub fn run(cfg: &LatencyConfig) -> Result<Report, Error> {
             ));
         }
     }
+    let send_lag = Percentiles::of(&lag);
+    if let Some(l) = send_lag.filter(|l| l.p99_us > 1000.0) {
+        warnings.push(format!(
+            "the harness woke late for 1% of its scheduled sends by over {:.0} µs: the machine is busy, and the latency above includes that delay",
+            l.p99_us
+        ));
+    }
     if ops == 0 {
         return Err(Error::Timeout("no request completed in the window".into()));
     }
@@ -125,6 +137,7 @@ pub fn run(cfg: &LatencyConfig) -> Result<Report, Error> {
         unfinished,
         errors: failures.count,
         latency: Percentiles::of(&hist),
+        send_lag,
         server: out.server,
         server_us_per_op: None,
         server_s_per_gib: None,
@@ -187,6 +200,7 @@ fn worker(
         .collect();
     let mut part = Part {
         hist: stats::histogram(),
+        lag: stats::histogram(),
         unfinished: 0,
         failures: Failures::default(),
     };
@@ -208,6 +222,9 @@ fn worker(
             }
             due.pop();
             if t < window.measure_end && !pingers[i].dead {
+                if period.is_some() && window.measures(t) {
+                    stats::record(&mut part.lag, now - t);
+                }
                 start(&mut pingers[i], t);
                 pump(
                     &mut pingers[i],

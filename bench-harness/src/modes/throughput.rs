@@ -107,6 +107,7 @@ pub fn run(cfg: &ThroughputConfig) -> Result<Report, Error> {
         unfinished: 0,
         errors: failures.count,
         latency: None,
+        send_lag: None,
         server: out.server,
         server_us_per_op: None,
         server_s_per_gib: None,

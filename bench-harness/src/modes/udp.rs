@@ -142,6 +142,7 @@ pub fn run(cfg: &UdpConfig) -> Result<Report, Error> {
         unfinished: 0,
         errors: total.failures.count,
         latency: Percentiles::of(&hist),
+        send_lag: None,
         server: out.server,
         server_us_per_op: None,
         server_s_per_gib: None,
