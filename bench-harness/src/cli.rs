@@ -259,6 +259,20 @@ impl CommonArgs {
     }
 }
 
+impl CommonArgs {
+    /// The shared options for compare, where each server brings its own route.
+    pub fn to_common_without_proxy(&self) -> Result<Common, Error> {
+        let mut args = self.clone();
+        args.proxy = None;
+        let (user, pass) = (args.user.take(), args.pass.take());
+        let mut c = args.to_common()?;
+        if let (Some(user), Some(pass)) = (user, pass) {
+            c.route.auth = Some(Auth { user, pass });
+        }
+        Ok(c)
+    }
+}
+
 /// Runs the command; prints reports on stdout.
 pub fn execute(cli: Cli) -> Result<(), Error> {
     crate::raise_nofile();

@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+pub mod cases;
 pub mod chart;
 pub mod cli;
 pub mod compare;
@@ -21,6 +22,7 @@ pub mod socks;
 pub mod stats;
 pub mod table;
 pub mod targets;
+pub mod udp_client;
 
 pub use error::{Error, SocksError};
 

@@ -10,25 +10,21 @@
 //! trip: relayed twice, out and back.
 
 use std::io::{ErrorKind, Read};
-use std::net::{SocketAddr, TcpStream, UdpSocket as StdUdp};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use mio::net::UdpSocket;
 use mio::{Interest, Token};
-use ringsocks::proto::udp::Header;
-use ringsocks::proto::Address;
 
-use crate::error::{Error, SocksError};
+use crate::error::Error;
 use crate::reactor::Reactor;
 use crate::report::Report;
 use crate::run::{self, Common, Ctl, Failures, Window, Worker};
-use crate::socks::{handshake_blocking, Script, SetupError};
 use crate::stats::{self, Percentiles};
 use crate::targets::Targets;
+use crate::udp_client::{associate, Association, Codec};
 
-/// Room for the sequence number and the send time.
-pub const MIN_SIZE: usize = 16;
+pub use crate::udp_client::MIN_SIZE;
 /// Datagrams one association sends per loop turn in flood mode: enough to amortize
 /// the poll, few enough that all associations get turns.
 const BURST: usize = 32;
@@ -155,154 +151,26 @@ pub fn run(cfg: &UdpConfig) -> Result<Report, Error> {
 }
 
 struct Assoc {
-    sock: UdpSocket,
-    relay: SocketAddr,
-    control: Option<TcpStream>,
+    link: Association,
+    /// Ping-pong: the datagram in flight and when it left.
     in_flight: Option<(u64, Instant)>,
-}
-
-/// Opens one association: the UDP socket and, through a server, its control connection.
-fn associate(cfg: &UdpConfig, target: SocketAddr) -> Result<Assoc, Error> {
-    let std_sock = StdUdp::bind(SocketAddr::new(crate::LOOPBACK, 0))
-        .map_err(|e| Error::io("cannot bind a UDP socket", e))?;
-    let local = std_sock
-        .local_addr()
-        .map_err(|e| Error::io("UDP socket", e))?;
-    std_sock
-        .set_nonblocking(true)
-        .map_err(|e| Error::io("UDP socket", e))?;
-    let sock = UdpSocket::from_std(std_sock);
-    let route = &cfg.common.route;
-    let Some(proxy) = route.proxy else {
-        return Ok(Assoc {
-            sock,
-            relay: target,
-            control: None,
-            in_flight: None,
-        });
-    };
-    let timeout = cfg.common.timeout;
-    let ctx = |e| Error::io(format!("control connection to the SOCKS server {proxy}"), e);
-    let mut control = TcpStream::connect_timeout(&proxy, timeout).map_err(ctx)?;
-    control.set_nodelay(true).map_err(ctx)?;
-    control.set_read_timeout(Some(timeout)).map_err(ctx)?;
-    control.set_write_timeout(Some(timeout)).map_err(ctx)?;
-    let script = Script::udp_associate(route.auth.as_ref(), local);
-    let bound = match handshake_blocking(&mut control, &script) {
-        Ok(done) => done.bound,
-        Err(SetupError::Socks(e)) => return Err(Error::Socks(e)),
-        Err(SetupError::Io(e)) => return Err(ctx(e)),
-    };
-    let relay = match bound {
-        // A relay bound to the wildcard address is reached at the server's address.
-        Address::Ip(sa) if sa.ip().is_unspecified() => SocketAddr::new(proxy.ip(), sa.port()),
-        Address::Ip(sa) => sa,
-        Address::Domain(name, port) => {
-            return Err(Error::Socks(SocksError::Malformed {
-                step: "reply",
-                detail: format!("UDP relay given as a host name ({name}:{port}), not an address"),
-            }))
-        }
-    };
-    Ok(Assoc {
-        sock,
-        relay,
-        control: Some(control),
-        in_flight: None,
-    })
-}
-
-/// Encodes datagrams into one reusable buffer: SOCKS header (through a server), then
-/// sequence number, send time and filler.
-struct Codec {
-    buf: Vec<u8>,
-    header_len: usize,
-    via_proxy: bool,
-    target: SocketAddr,
-    pattern: Box<[u8]>,
-}
-
-impl Codec {
-    fn new(cfg: &UdpConfig, target: SocketAddr) -> Codec {
-        let via_proxy = cfg.common.route.proxy.is_some();
-        let mut buf = Vec::new();
-        if via_proxy {
-            Header {
-                frag: 0,
-                address: Address::Ip(target),
-            }
-            .emit(&mut buf);
-        }
-        let header_len = buf.len();
-        let pattern = crate::pattern(cfg.size);
-        buf.extend_from_slice(&pattern);
-        Codec {
-            buf,
-            header_len,
-            via_proxy,
-            target,
-            pattern,
-        }
-    }
-
-    fn encode(&mut self, seq: u64, sent_ns: u64) -> &[u8] {
-        let p = self.header_len;
-        self.buf[p..p + 8].copy_from_slice(&seq.to_le_bytes());
-        self.buf[p + 8..p + 16].copy_from_slice(&sent_ns.to_le_bytes());
-        &self.buf
-    }
-
-    /// Returns (sequence number, send time in ns) of a valid echo.
-    fn decode(&self, datagram: &[u8]) -> Result<(u64, u64), Error> {
-        let payload = if self.via_proxy {
-            match Header::parse(datagram) {
-                Ok(Some((h, off))) if h.frag == 0 && h.address == Address::Ip(self.target) => {
-                    &datagram[off..]
-                }
-                Ok(Some((h, _))) => {
-                    return Err(Error::Socks(SocksError::Malformed {
-                        step: "UDP datagram",
-                        detail: format!(
-                            "header FRAG {} from {}, expected FRAG 0 from {}",
-                            h.frag, h.address, self.target
-                        ),
-                    }))
-                }
-                Ok(None) | Err(_) => {
-                    return Err(Error::Socks(SocksError::Malformed {
-                        step: "UDP datagram",
-                        detail: "truncated or invalid header".into(),
-                    }))
-                }
-            }
-        } else {
-            datagram
-        };
-        if payload.len() != self.pattern.len() || payload[16..] != self.pattern[16..] {
-            return Err(Error::Corrupt(format!(
-                "a {}-byte datagram came back as {} bytes or with other contents",
-                self.pattern.len(),
-                payload.len()
-            )));
-        }
-        let seq = u64::from_le_bytes(payload[0..8].try_into().expect("8 bytes"));
-        let ns = u64::from_le_bytes(payload[8..16].try_into().expect("8 bytes"));
-        Ok((seq, ns))
-    }
 }
 
 fn worker(cfg: &UdpConfig, target: SocketAddr, n: usize, ctl: &mut Ctl) -> Result<Part, Error> {
     let mut reactor = Reactor::new(1024).map_err(|e| Error::io("poll", e))?;
     let mut assocs = Vec::with_capacity(n);
     for i in 0..n {
-        let mut a = associate(cfg, target)?;
+        let mut link = associate(&cfg.common.route, cfg.common.timeout, target)?;
         reactor
             .registry()
-            .register(&mut a.sock, Token(i), Interest::READABLE)
+            .register(&mut link.sock, Token(i), Interest::READABLE)
             .map_err(|e| Error::io("poll", e))?;
-        assocs.push(a);
+        assocs.push(Assoc {
+            link,
+            in_flight: None,
+        });
     }
-    let mut codec = Codec::new(cfg, target);
+    let mut codec = Codec::new(cfg.common.route.proxy.is_some(), cfg.size, target);
     let window = ctl.ready()?;
     let mut part = Part {
         hist: Some(stats::histogram()),
@@ -328,7 +196,7 @@ fn worker(cfg: &UdpConfig, target: SocketAddr, n: usize, ctl: &mut Ctl) -> Resul
         )?;
     }
     for a in &mut assocs {
-        if let Some(c) = a.control.as_mut() {
+        if let Some(c) = a.link.control.as_mut() {
             if control_closed(c) {
                 part.failures
                     .note(|| "the SOCKS server closed a UDP ASSOCIATE control connection".into());
@@ -359,8 +227,12 @@ fn send(
     window: &Window,
     failures: &mut Failures,
 ) -> bool {
-    let relay = a.relay;
-    match a.sock.send_to(codec.encode(seq, since(window, at)), relay) {
+    let relay = a.link.relay;
+    match a
+        .link
+        .sock
+        .send_to(codec.encode(seq, since(window, at)), relay)
+    {
         Ok(_) => true,
         Err(e) if e.kind() == ErrorKind::WouldBlock => false,
         Err(e) => {
@@ -379,9 +251,9 @@ fn receive(
     mut on_echo: impl FnMut(&mut Assoc, u64, Instant),
 ) -> Result<(), Error> {
     loop {
-        match a.sock.recv_from(scratch) {
+        match a.link.sock.recv_from(scratch) {
             Ok((len, from)) => {
-                if from != a.relay {
+                if from != a.link.relay {
                     // Not from our relay: a server must drop these, and so do we.
                     continue;
                 }
