@@ -166,8 +166,13 @@ impl CaseSpec {
         Ok(c)
     }
 
-    /// Runs this case once over `common` (which carries the route and pid).
-    pub fn run(&self, common: Common) -> Result<Report, Error> {
+    /// Runs this case once over `common` (which carries the route and pid);
+    /// `memory_baseline` is the server's (RSS, PSS) before the comparison began.
+    pub fn run(
+        &self,
+        common: Common,
+        memory_baseline: Option<(u64, u64)>,
+    ) -> Result<Report, Error> {
         match self.kind {
             Kind::ThroughputUp | Kind::ThroughputDown => throughput::run(&ThroughputConfig {
                 common,
@@ -209,6 +214,7 @@ impl CaseSpec {
                 common,
                 connections: self.conns,
                 concurrency: self.size,
+                baseline: memory_baseline,
             }),
         }
     }

@@ -100,6 +100,7 @@ pub enum DirectionArg {
 pub struct ThroughputArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Connections moving data at once.
     #[arg(long, short = 'c', default_value_t = 4)]
     pub connections: usize,
     #[arg(long, value_enum, default_value_t = DirectionArg::Both)]
@@ -113,6 +114,7 @@ pub struct ThroughputArgs {
 pub struct LatencyArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Connections, each with one request in flight.
     #[arg(long, short = 'c', default_value_t = 16)]
     pub connections: usize,
     /// Message size in bytes.
@@ -139,6 +141,7 @@ pub struct ConnectArgs {
 pub struct UdpArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// UDP associations, each with its own control connection and socket.
     #[arg(long, short = 'a', default_value_t = 4)]
     pub associations: usize,
     /// Payload bytes per datagram (at least 16).
@@ -156,6 +159,7 @@ pub struct UdpArgs {
 pub struct IdleArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Idle connections to hold open (the window is how long they are held).
     #[arg(long, short = 'k', default_value_t = 1000)]
     pub connections: usize,
     /// Connections in set-up at once.
@@ -332,6 +336,7 @@ pub fn execute(cli: Cli) -> Result<(), Error> {
                 common: a.common.to_common()?,
                 connections: a.connections,
                 concurrency: a.concurrency,
+                baseline: None,
             })?;
             emit(&a.common, &r)?;
             (a.common, vec![r])

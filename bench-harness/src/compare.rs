@@ -15,6 +15,7 @@ use serde_json::json;
 pub use crate::cases::{CaseSpec, Kind, ServerSpec, DEFAULT_CASES};
 use crate::chart::{self, Series};
 use crate::cli::CompareArgs;
+use crate::cost;
 use crate::error::Error;
 use crate::report::Report;
 use crate::run::{Common, Route};
@@ -83,6 +84,23 @@ pub fn run(cfg: &CompareConfig, log: &mut impl Write) -> Result<Results, Error> 
     let ns = cfg.servers.len();
     let mut runs: Vec<Vec<Vec<Result<Report, String>>>> =
         vec![vec![Vec::new(); ns]; cfg.cases.len()];
+    // Each server's memory before any traffic: the idle case measures growth from here,
+    // since servers keep memory that earlier runs made them allocate.
+    let mut baselines = Vec::with_capacity(ns);
+    for s in &cfg.servers {
+        baselines.push(match s.pid {
+            Some(pid) => {
+                let m = cost::sample_server(pid).map_err(|e| {
+                    Error::io(
+                        format!("server {} (pid {pid}): cannot read /proc", s.name),
+                        e,
+                    )
+                })?;
+                Some((m.rss, m.pss))
+            }
+            None => None,
+        });
+    }
     let total = cfg.repeats * cfg.cases.len() * ns;
     let mut done = 0;
     for rep in 0..cfg.repeats {
@@ -103,7 +121,7 @@ pub fn run(cfg: &CompareConfig, log: &mut impl Write) -> Result<Results, Error> 
                     case.spec, server.name
                 );
                 let _ = log.flush();
-                let result = case.run(common).map_err(|e| e.to_string());
+                let result = case.run(common, baselines[si]).map_err(|e| e.to_string());
                 let line = match &result {
                     Ok(r) => {
                         let _ = writeln!(log, "{}", headline(r));
@@ -191,26 +209,35 @@ fn write_outputs(
             .collect();
         md += &table::render(&cols, &rows);
 
-        // Latency curves: each server's histograms merged over the repeats.
+        // Latency curves: each server's median run by p99, so the chart shows the same
+        // runs the medians in the table come from (merging all repeats would let one
+        // disturbed run draw the whole tail).
         let mut series = Vec::new();
         for (si, s) in cfg.servers.iter().enumerate() {
-            let mut merged = stats::histogram();
-            for r in runs[ci][si].iter().filter_map(|r| r.as_ref().ok()) {
-                if let Some(h) = &r.histogram {
-                    stats::merge(&mut merged, h);
-                }
-            }
-            if merged.is_empty() {
+            let mut ok: Vec<&Report> = runs[ci][si]
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .filter(|r| r.latency.is_some() && r.histogram.is_some())
+                .collect();
+            if ok.is_empty() {
                 continue;
             }
+            ok.sort_by(|a, b| {
+                let p99 = |r: &Report| r.latency.map_or(0.0, |p| p.p99_us);
+                p99(a).total_cmp(&p99(b))
+            });
+            let median = ok[(ok.len() - 1) / 2]
+                .histogram
+                .as_ref()
+                .expect("filtered above");
             let hgrm = cfg.out.join(format!("{}-{}.hgrm", case.slug(), s.name));
             let mut f = fs::File::create(&hgrm).map_err(io(&hgrm))?;
-            stats::write_hgrm(&merged, &mut f).map_err(io(&hgrm))?;
+            stats::write_hgrm(median, &mut f).map_err(io(&hgrm))?;
             files.push(hgrm);
             series.push(Series {
                 name: s.name.clone(),
-                points: stats::curve(&merged),
-                count: merged.len(),
+                points: stats::curve(median),
+                count: median.len(),
             });
         }
         if !series.is_empty() {

@@ -158,6 +158,15 @@ pub fn execute<R: Send + 'static>(
     counter: Option<Arc<AtomicU64>>,
     drain: Duration,
 ) -> Result<Outcome<R>, Error> {
+    if let Some(pid) = common.pid {
+        // Fail before any traffic rather than after the whole window.
+        cost::sample_server(pid).map_err(|e| {
+            Error::io(
+                format!("--pid {pid}: cannot read the process from /proc"),
+                e,
+            )
+        })?;
+    }
     let n = workers.len();
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut window_txs = Vec::with_capacity(n);

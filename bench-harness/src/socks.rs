@@ -221,7 +221,7 @@ impl ClientHandshake {
             let consumed = match self.step {
                 Step::AwaitMethod => {
                     match MethodSelection::parse(input).map_err(|e| self.malformed(e))? {
-                        Parse::Incomplete => return Ok(None),
+                        Parse::Incomplete => return self.incomplete(),
                         Parse::Complete { msg, consumed } => {
                             self.step = match msg.method {
                                 METHOD_NONE_ACCEPTABLE => {
@@ -240,7 +240,7 @@ impl ClientHandshake {
                     }
                 }
                 Step::AwaitStatus => match Status::parse(input).map_err(|e| self.malformed(e))? {
-                    Parse::Incomplete => return Ok(None),
+                    Parse::Incomplete => return self.incomplete(),
                     Parse::Complete { msg, consumed } => {
                         if !msg.is_success() {
                             return Err(SocksError::AuthFailed(msg.status));
@@ -250,7 +250,7 @@ impl ClientHandshake {
                     }
                 },
                 Step::AwaitReply => match Reply::parse(input).map_err(|e| self.malformed(e))? {
-                    Parse::Incomplete => return Ok(None),
+                    Parse::Incomplete => return self.incomplete(),
                     Parse::Complete { msg, consumed } => {
                         if msg.code != ReplyCode::Succeeded {
                             return Err(SocksError::Refused {
@@ -284,6 +284,17 @@ impl ClientHandshake {
                 return Ok(None);
             }
         }
+    }
+
+    /// More bytes are needed; with the buffer full they can never complete a message.
+    fn incomplete(&self) -> Result<Option<Established>, SocksError> {
+        if self.filled == BUF_LEN {
+            return Err(SocksError::Malformed {
+                step: self.step_name(),
+                detail: format!("{BUF_LEN} bytes without a complete message"),
+            });
+        }
+        Ok(None)
     }
 
     fn malformed(&self, e: ringsocks::proto::Error) -> SocksError {

@@ -117,6 +117,7 @@ fn idle_holds_connections() {
         common: quick(Route::direct()),
         connections: 50,
         concurrency: 10,
+        baseline: None,
     })
     .unwrap();
     assert_eq!(r.ops, 50);

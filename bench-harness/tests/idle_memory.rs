@@ -18,6 +18,7 @@ fn idle_measures_memory_per_connection() {
         common,
         connections: 40,
         concurrency: 8,
+        baseline: None,
     })
     .unwrap();
     assert_eq!((r.ops, r.errors), (40, 0));
@@ -27,4 +28,20 @@ fn idle_measures_memory_per_connection() {
     // Every stub connection holds threads and stacks: memory grows.
     assert!(m.rss_per_conn > 0.0, "{m:?}");
     assert_eq!(stub.counts.connects.load(Ordering::Relaxed), 40);
+
+    // A given baseline (compare takes one before its first run) replaces the reading
+    // before the run. In the same test: a concurrent test would move this process's
+    // memory under the first measurement.
+    let mut common = quick(via(&stub));
+    common.pid = Some(std::process::id());
+    let r = idle::run(&IdleConfig {
+        common,
+        connections: 10,
+        concurrency: 10,
+        baseline: Some((4096, 2048)),
+    })
+    .unwrap();
+    let m = r.per_connection.expect("--pid given");
+    assert_eq!((m.rss_before, m.pss_before), (4096, 2048));
+    assert!((m.rss_per_conn - (m.rss_after as f64 - 4096.0) / 10.0).abs() < 1e-6);
 }

@@ -20,6 +20,11 @@ pub struct IdleConfig {
     pub connections: usize,
     /// Connections in set-up at once.
     pub concurrency: usize,
+    /// The server's (RSS, PSS) to measure growth from. `None`: read it just before
+    /// this run. A server keeps memory it freed (thread stacks, malloc arenas, forked
+    /// children), so after earlier runs growth is understated; `compare` passes the
+    /// reading it took before its first run.
+    pub baseline: Option<(u64, u64)>,
 }
 
 pub fn run(cfg: &IdleConfig) -> Result<Report, Error> {
@@ -45,12 +50,15 @@ pub fn run(cfg: &IdleConfig) -> Result<Report, Error> {
     let targets = Targets::start(crate::LOOPBACK, c.cpu(threads))
         .map_err(|e| Error::io("cannot start the echo target", e))?;
     let dialer = Dialer::new(&c.route, targets.echo);
-    let before = c.pid.map(cost::sample_server).transpose().map_err(|e| {
-        Error::io(
-            format!("cannot read server pid {} from /proc", c.pid.unwrap_or(0)),
-            e,
-        )
-    })?;
+    let before = match (c.pid, cfg.baseline) {
+        (Some(_), Some(b)) => Some(b),
+        (Some(pid), None) => {
+            let s = cost::sample_server(pid)
+                .map_err(|e| Error::io(format!("cannot read server pid {pid} from /proc"), e))?;
+            Some((s.rss, s.pss))
+        }
+        (None, _) => None,
+    };
     let mut workers: Vec<Worker<Failures>> = Vec::new();
     for w in 0..threads {
         let n = common.share(cfg.connections, w);
@@ -72,14 +80,14 @@ pub fn run(cfg: &IdleConfig) -> Result<Report, Error> {
     failures.check(c.max_errors)?;
     let k = cfg.connections as u64;
     let per_connection = match (before, out.server_at_start) {
-        (Some(b), Some(a)) => Some(PerConnection {
+        (Some((rss, pss)), Some(a)) => Some(PerConnection {
             connections: k,
-            rss_before: b.rss,
-            pss_before: b.pss,
+            rss_before: rss,
+            pss_before: pss,
             rss_after: a.rss,
             pss_after: a.pss,
-            rss_per_conn: (a.rss as f64 - b.rss as f64) / k as f64,
-            pss_per_conn: (a.pss as f64 - b.pss as f64) / k as f64,
+            rss_per_conn: (a.rss as f64 - rss as f64) / k as f64,
+            pss_per_conn: (a.pss as f64 - pss as f64) / k as f64,
         }),
         _ => None,
     };
