@@ -16,7 +16,9 @@
 #                default socksbench / socksbench)
 #   PIN=0        do not pin (default on 2+ CPUs: servers on CPU 0, harness on CPU 1,
 #                so server and harness each own a core instead of fighting over both)
-#   RINGSOCKS_ARGS  ringsocks command-line flags (default: --listen 127.0.0.1:21080);
+#   BASE_PORT    ringsocks listens on BASE_PORT, microsocks on +1, Dante on +2, merino
+#                on +3 (default 21080)
+#   RINGSOCKS_ARGS  ringsocks command-line flags (default: --listen 127.0.0.1:BASE_PORT);
 #                with AUTH=auth they must configure the same credentials
 #   PEERS_DIR    the peer scripts (default: ../shared/peers beside the repository)
 set -euo pipefail
@@ -28,7 +30,8 @@ out=${OUT:-$root/bench/results}
 auth=${AUTH:-}
 export BENCH_USER=${BENCH_USER:-socksbench} BENCH_PASS=${BENCH_PASS:-socksbench}
 target=${CARGO_TARGET_DIR:-$root/target}
-rs_port=21080
+base=${BASE_PORT:-21080}
+rs_port=$base
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 [[ -z $auth || $auth == auth ]] || die "AUTH must be empty or 'auth'"
@@ -77,6 +80,7 @@ for s in $servers; do
         if [[ -n $auth && -z ${RINGSOCKS_ARGS:-} ]]; then
             die "AUTH=auth: give ringsocks its listen address and credentials in RINGSOCKS_ARGS"
         fi
+        listening "$rs_port" && die "port $rs_port is taken (another run?); choose other ports with BASE_PORT"
         read -r -a rs_args <<<"${RINGSOCKS_ARGS:---listen 127.0.0.1:$rs_port}"
         "${server_pin[@]}" "$target/release/ringsocks" "${rs_args[@]}" \
             >"$out/ringsocks.log" 2>&1 </dev/null &
@@ -91,7 +95,8 @@ for s in $servers; do
         args+=(--server "ringsocks=127.0.0.1:$rs_port,pid=$rs_pid")
         ;;
     dante | microsocks | merino)
-        case $s in dante) port=21082 ;; microsocks) port=21081 ;; merino) port=21083 ;; esac
+        case $s in microsocks) port=$((base + 1)) ;; dante) port=$((base + 2)) ;; merino) port=$((base + 3)) ;; esac
+        listening "$port" && die "port $port is taken (another run?); choose other ports with BASE_PORT"
         pid=$("${server_pin[@]}" "$peers/start-$s.sh" "$port" $auth)
         peer_ports+=("$port")
         args+=(--server "$s=127.0.0.1:$port,pid=$pid")
