@@ -18,8 +18,8 @@
 #                so server and harness each own a core instead of fighting over both)
 #   BASE_PORT    ringsocks listens on BASE_PORT, microsocks on +1, Dante on +2, merino
 #                on +3 (default 21080)
-#   RINGSOCKS_ARGS  ringsocks command-line flags (default: --listen 127.0.0.1:BASE_PORT);
-#                with AUTH=auth they must configure the same credentials
+#   RINGSOCKS_ARGS  ringsocks command-line flags (default: --listen 127.0.0.1:BASE_PORT;
+#                with AUTH=auth a --users file is added)
 #   PEERS_DIR    the peer scripts (default: ../shared/peers beside the repository)
 set -euo pipefail
 
@@ -77,11 +77,12 @@ args=()
 for s in $servers; do
     case $s in
     ringsocks)
-        if [[ -n $auth && -z ${RINGSOCKS_ARGS:-} ]]; then
-            die "AUTH=auth: give ringsocks its listen address and credentials in RINGSOCKS_ARGS"
-        fi
         listening "$rs_port" && die "port $rs_port is taken (another run?); choose other ports with BASE_PORT"
         read -r -a rs_args <<<"${RINGSOCKS_ARGS:---listen 127.0.0.1:$rs_port}"
+        if [[ -n $auth ]]; then
+            printf '%s:%s\n' "$BENCH_USER" "$BENCH_PASS" >"$out/ringsocks-users"
+            rs_args+=(--users "$out/ringsocks-users")
+        fi
         "${server_pin[@]}" "$target/release/ringsocks" "${rs_args[@]}" \
             >"$out/ringsocks.log" 2>&1 </dev/null &
         rs_pid=$!

@@ -2,6 +2,7 @@
 //! and blocking std sockets, that records what clients sent and can be told to fail.
 #![allow(dead_code)]
 
+pub mod ringsocks;
 pub mod stub;
 
 use std::time::Duration;
