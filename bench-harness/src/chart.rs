@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 const W: f64 = 960.0;
 const H: f64 = 560.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 30.0;
+const RIGHT: f64 = 50.0;
 const TOP: f64 = 60.0;
 const BOTTOM: f64 = 70.0;
 const COLORS: [&str; 8] = [
