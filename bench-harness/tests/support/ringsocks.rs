@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bench_harness::run::Route;
 use bench_harness::socks::Auth;
 use clap::Parser;
-use ringsocks::cli::Args;
+use ringsocks::cli::Cli;
 use ringsocks::config::{self, HostLimits};
 use ringsocks::engine::Server;
 
@@ -35,9 +35,10 @@ impl Ringsocks {
             argv.extend(["--users".into(), path.display().to_string()]);
             path
         });
-        let args = Args::try_parse_from(&argv).expect("valid ringsocks flags");
-        let config = config::build(&args, HostLimits::read()).expect("ringsocks config");
-        let server = Server::start(config).expect("ringsocks starts");
+        let cli = Cli::try_parse_from(&argv).expect("valid ringsocks flags");
+        let config = config::load(&cli.settings, None, Some(HostLimits::read()))
+            .expect("ringsocks config");
+        let server = Server::start(config.engine).expect("ringsocks starts");
         let addr = server.local_addrs()[0];
         Ringsocks {
             server,
