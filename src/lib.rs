@@ -12,3 +12,4 @@ pub mod policy;
 pub mod proto;
 pub mod resolve;
 pub mod telemetry;
+pub mod workers;

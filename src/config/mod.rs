@@ -373,7 +373,7 @@ fn build(s: Settings, src: &Source, host: Option<HostLimits>) -> Result<Config, 
         }
     }
 
-    let policy = policy::build(&s, src, users.clone(), max_connections)?;
+    let policy = policy::build(&s, src, users.clone())?;
     check_open(&s, src, &listen, &policy)?;
 
     let engine = EngineConfig {
@@ -387,7 +387,6 @@ fn build(s: Settings, src: &Source, host: Option<HostLimits>) -> Result<Config, 
         files_per_shard: max_connections.min(host.nofile).min(u32::MAX as u64) as u32,
         buffer_size: s.buffer_size.unwrap_or(32) * 1024,
         buffer_count,
-        users,
         udp_bind: s.udp_bind,
         udp_port_range: s.udp_port_range.map(|r| (r.0, r.1)),
         udp_public: s.udp_public_addr,

@@ -25,7 +25,6 @@ pub(super) fn build(
     s: &Settings,
     src: &Source,
     users: Option<Arc<Users>>,
-    max_sessions: u64,
 ) -> Result<Policy, ConfigError> {
     let session_key = s
         .egress_session_key
@@ -140,7 +139,9 @@ pub(super) fn build(
         }
     }
     let limits = LimitSettings {
-        max_sessions: Some(max_sessions),
+        // The engine enforces the total itself when it accepts, before the client's
+        // address (which the other limits need) is known.
+        max_sessions: None,
         max_sessions_per_ip: s.max_sessions_per_ip,
         max_new_sessions_per_ip_per_sec: s.max_new_sessions_per_ip_per_sec,
         user: UserLimits {

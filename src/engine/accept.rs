@@ -4,11 +4,15 @@
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 
-use super::conn::{Conn, Phase, Pipe, RecvState};
+use std::net::SocketAddr;
+
+use super::conn::{Conn, Meta, Phase, Pipe, RecvState};
 use super::ring::{Completion, Fd};
 use super::shard::Shard;
 use super::token::{Op, Token};
-use crate::proto::{Command, Handshake, HandshakeConfig};
+use crate::policy::LimitHit;
+use crate::proto::{Handshake, HandshakeConfig};
+use crate::telemetry::{CloseReason, Limit};
 
 impl Shard {
     pub(super) fn arm_listeners(&mut self) {
@@ -19,12 +23,15 @@ impl Shard {
 
     fn arm_listener(&mut self, i: usize) {
         let l = &mut self.listeners[i];
+        let Some(sock) = &l.sock else {
+            return;
+        };
         if l.armed || self.stopping {
             return;
         }
         l.armed = true;
         l.rearm_at = None;
-        let fd = l.sock.as_raw_fd();
+        let fd = sock.as_raw_fd();
         self.ring
             .accept_multi(fd, Token::new(Op::Accept, i as u32, 0));
     }
@@ -59,6 +66,9 @@ impl Shard {
         let full = self.conns.len() + 1 >= super::token::MAX_SLOTS;
         if self.stopping || full || self.shared.active.load(Ordering::Relaxed) >= limit {
             // Over the limit: close at once; the client sees the connection end.
+            if !self.stopping {
+                self.stats.limit_hit(Limit::Sessions);
+            }
             self.ring.close_fixed(fixed, Token::new(Op::Ignore, 0, 0));
             return;
         }
@@ -85,14 +95,22 @@ impl Shard {
 
     fn start_session(&mut self, fixed: u32, listener: usize) {
         let v6 = self.listeners[listener].addr.is_ipv6();
+        let proxied = matches!(
+            self.shared.config.proxy_protocol.get(listener),
+            Some(Some(_))
+        );
+        let auth_required = self.shared.policy.load().policy.auth_required();
         let scratch = self.scratch.alloc();
-        let auth_required = self.shared.config.users.is_some();
         let now = self.now();
         let slot = self.insert(Conn {
-            phase: Phase::Handshake,
+            phase: if proxied {
+                Phase::ProxyHeader
+            } else {
+                Phase::Handshake
+            },
+            meta: Box::new(Meta::new(self.instant)),
             client: fixed,
             listener: listener as u16,
-            command: Command::Connect,
             target: None,
             peer: None,
             scratch,
@@ -111,6 +129,7 @@ impl Shard {
             timer_at: 0,
             last_active: now,
         });
+        self.stats.session_opened();
         let client = Fd::Fixed(fixed);
         let len = if v6 {
             std::mem::size_of::<libc::sockaddr_in6>()
@@ -127,15 +146,69 @@ impl Shard {
     }
 
     pub(super) fn on_peer_name(&mut self, slot: usize, c: Completion) {
+        let conn = &mut self.conns[slot];
         if c.result > 0 {
-            let conn = &self.conns[slot];
-            let peer = self.scratch.peer_addr(conn.scratch, c.result as usize);
-            self.conns[slot].peer = peer;
+            conn.peer = self.scratch.peer_addr(conn.scratch, c.result as usize);
         } else {
             log::debug!(
                 "SO_PEERNAME failed: {}",
                 std::io::Error::from_raw_os_error(-c.result)
             );
         }
+        if conn.phase != Phase::ProxyHeader {
+            // No PROXY header: the TCP peer is the client.
+            let peer = conn.peer;
+            self.admit_client(slot, peer);
+            return;
+        }
+        let trusted = match &self
+            .shared
+            .config
+            .proxy_protocol
+            .get(conn.listener as usize)
+        {
+            Some(Some(nets)) => conn.peer.is_some_and(|p| nets.contains(p.ip())),
+            _ => false,
+        };
+        if !trusted {
+            log::info!(
+                "PROXY protocol listener: {} is not a trusted source; closing",
+                self.peer_name(slot)
+            );
+            self.begin_close(slot, CloseReason::HandshakeError);
+        }
+    }
+
+    /// The client's address is known: count the session against the per-client limits.
+    /// A refusal is answered when the request arrives, so the client gets a SOCKS reply.
+    pub(super) fn admit_client(&mut self, slot: usize, client: Option<SocketAddr>) {
+        let active = self.shared.policy.load();
+        let meta = &mut self.conns[slot].meta;
+        meta.client = client;
+        let Some(client) = client else {
+            return;
+        };
+        match self
+            .shared
+            .limiter
+            .admit(&active.policy.limits, client.ip(), self.instant)
+        {
+            Ok(guard) => meta.guard = Some(guard),
+            Err(hit) => {
+                meta.limit_hit = Some(hit);
+                self.stats.limit_hit(limit_label(hit));
+            }
+        }
+    }
+}
+
+/// The metrics label of a limit.
+pub(super) fn limit_label(hit: LimitHit) -> Limit {
+    match hit {
+        LimitHit::Sessions => Limit::Sessions,
+        LimitHit::SessionsPerIp => Limit::ClientSessions,
+        LimitHit::NewSessionsPerIp => Limit::ClientRate,
+        LimitHit::SessionsPerUser => Limit::UserSessions,
+        LimitHit::BandwidthUp | LimitHit::BandwidthDown => Limit::UserBandwidth,
     }
 }

@@ -16,6 +16,19 @@ use crate::resolve::Addrs;
 impl Shard {
     /// Opens the BIND listener for a peer expected from `expected`.
     pub(super) fn bind_listen(&mut self, slot: usize, expected: Addrs) {
+        // The rules see BIND's expected peer as its destination.
+        let port = match &self.conns[slot].meta.target {
+            Some(target) => target.port(),
+            None => 0,
+        };
+        if let Some(&peer) = expected.first() {
+            let decision = self.check_dest(slot, peer, port);
+            if !decision.allow {
+                self.denied(slot, &decision, &peer.to_string());
+                self.reject(slot, ReplyCode::NotAllowed);
+                return;
+            }
+        }
         let ip = match self.bind_ip(slot, &expected) {
             Ok(ip) => ip,
             Err(e) => {
@@ -105,6 +118,9 @@ impl Shard {
             return;
         };
         let _ = sock.set_nodelay(true);
+        conn.meta.connected = Some(peer);
+        conn.meta.outbound = sys::local_addr(&sock).ok();
+        conn.meta.reply = Some(ReplyCode::Succeeded);
         conn.target = Some(sock);
         if let Some(hs) = conn.handshake.as_mut() {
             hs.grant_bind_peer(peer);

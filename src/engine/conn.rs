@@ -5,11 +5,15 @@ use std::net::SocketAddr;
 
 use socket2::Socket;
 
+use std::time::Instant;
+
 use super::scratch::ScratchId;
 use super::timer::Tick;
 use super::udp::Association;
-use crate::proto::{Command, Handshake};
+use crate::policy::{LimitHit, SessionGuard};
+use crate::proto::{Address, Command, Handshake, ReplyCode};
 use crate::resolve::Addrs;
+use crate::telemetry::CloseReason;
 
 /// Bytes waiting to be sent: a part of a provided buffer, or of the reply area of the
 /// connection's scratch block.
@@ -66,6 +70,8 @@ pub struct Pipe {
     pub sending: bool,
     /// The source sent EOF.
     pub eof: bool,
+    /// A bandwidth limit holds sends until this tick.
+    pub paused_until: Tick,
     /// SHUT_WR was issued on the sink.
     pub shut: bool,
     /// Bytes delivered to the sink.
@@ -74,6 +80,8 @@ pub struct Pipe {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Reading the PROXY protocol header a balancer sends first.
+    ProxyHeader,
     /// Reading and answering the SOCKS handshake.
     Handshake,
     /// Waiting for the resolver.
@@ -130,15 +138,72 @@ impl Plan {
     }
 }
 
+/// What a session is, for policy, limits, logs and metrics: set as it becomes known,
+/// read when the session ends.
+#[derive(Debug)]
+pub struct Meta {
+    pub accepted_at: Instant,
+    /// The client: what a PROXY protocol header carried, else the TCP peer.
+    pub client: Option<SocketAddr>,
+    /// The balancer, when a PROXY protocol header was used.
+    pub via: Option<SocketAddr>,
+    /// The authenticated user (without a session id) and the session id.
+    pub user: Option<Box<str>>,
+    pub session: Option<Box<str>>,
+    /// The request's command, once read.
+    pub command: Option<Command>,
+    /// The destination as asked.
+    pub target: Option<Address>,
+    /// Where the session connected (CONNECT), or the peer that came in (BIND).
+    pub connected: Option<SocketAddr>,
+    /// The outbound socket's local address.
+    pub outbound: Option<SocketAddr>,
+    pub reply: Option<ReplyCode>,
+    pub close: Option<CloseReason>,
+    /// A limit refused this session; the request gets its reply.
+    pub limit_hit: Option<LimitHit>,
+    /// The session's share of the limits, given back when the session is freed.
+    pub guard: Option<SessionGuard>,
+    pub connect_started: Option<Instant>,
+    /// A PROXY protocol header split across receives.
+    pub proxy_header: Vec<u8>,
+}
+
+impl Meta {
+    pub fn new(accepted_at: Instant) -> Meta {
+        Meta {
+            accepted_at,
+            client: None,
+            via: None,
+            user: None,
+            session: None,
+            command: None,
+            target: None,
+            connected: None,
+            outbound: None,
+            reply: None,
+            close: None,
+            limit_hit: None,
+            guard: None,
+            connect_started: None,
+            proxy_header: Vec::new(),
+        }
+    }
+
+    /// Records why the session ends; the first reason given wins.
+    pub fn closing(&mut self, reason: CloseReason) {
+        self.close.get_or_insert(reason);
+    }
+}
+
 #[derive(Debug)]
 pub struct Conn {
     pub phase: Phase,
+    pub meta: Box<Meta>,
     /// Direct descriptor of the client socket.
     pub client: u32,
     /// Index of the listener that accepted it.
     pub listener: u16,
-    /// The request's command, once known.
-    pub command: Command,
     pub target: Option<Socket>,
     pub peer: Option<SocketAddr>,
     pub scratch: ScratchId,

@@ -7,11 +7,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
+use super::admission::apply_egress;
 use super::conn::{Phase, Plan};
 use super::ring::{Completion, Fd};
 use super::shard::Shard;
 use super::sys;
 use super::token::{Op, Token};
+use crate::policy::order;
 use crate::proto::{Command, ReplyCode};
 use crate::resolve::{Addrs, ResolveError};
 
@@ -64,10 +66,13 @@ impl Shard {
 
     /// The destination is known: connect to it, or for BIND, wait for it.
     pub(super) fn resolved(&mut self, slot: usize, addrs: Addrs, port: u16) {
-        match self.conns[slot].command {
-            Command::Bind => self.bind_listen(slot, addrs),
+        match self.conns[slot].meta.command {
+            Some(Command::Bind) => self.bind_listen(slot, addrs),
             _ => {
-                self.conns[slot].plan = Some(Box::new(Plan::new(addrs, port)));
+                let prefer = self.shared.policy.load().policy.prefer;
+                let ordered = Addrs::from(order(&addrs, prefer));
+                self.conns[slot].meta.connect_started = Some(self.instant);
+                self.conns[slot].plan = Some(Box::new(Plan::new(ordered, port)));
                 self.conns[slot].phase = Phase::Connecting;
                 if !self.start_attempt(slot) {
                     let code = self.conns[slot]
@@ -84,14 +89,36 @@ impl Shard {
     fn start_attempt(&mut self, slot: usize) -> bool {
         let now = self.now();
         let generation = self.gens[slot];
-        let conn = &mut self.conns[slot];
-        let Some(plan) = conn.plan.as_mut() else {
-            return false;
-        };
-        while let Some(&ip) = plan.addrs.get(plan.next) {
+        loop {
+            let Some(plan) = self.conns[slot].plan.as_mut() else {
+                return false;
+            };
+            let Some(&ip) = plan.addrs.get(plan.next) else {
+                return false;
+            };
             plan.next += 1;
             let addr = SocketAddr::new(ip, plan.port);
-            let sock = match sys::outbound(addr) {
+            // Rules apply to the address actually connected to, names resolved.
+            let decision = self.check_dest(slot, ip, addr.port());
+            if !decision.allow {
+                self.denied(slot, &decision, &addr.to_string());
+                if let Some(plan) = self.conns[slot].plan.as_mut() {
+                    plan.last_error = ReplyCode::NotAllowed;
+                }
+                continue;
+            }
+            let sock = sys::outbound(addr).and_then(|sock| {
+                apply_egress(
+                    &sock,
+                    decision.egress.as_deref(),
+                    ip.is_ipv6(),
+                    self.session_id(slot),
+                )
+                .map(|_| sock)
+            });
+            let conn = &mut self.conns[slot];
+            let plan = conn.plan.as_mut().expect("checked above");
+            let sock = match sock {
                 Ok(sock) => sock,
                 Err(e) => {
                     log::warn!("outbound socket for {addr}: {e}");
@@ -119,7 +146,6 @@ impl Shard {
             self.set_deadline(slot, at);
             return true;
         }
-        false
     }
 
     pub(super) fn on_connect(&mut self, slot: usize, c: Completion) {
@@ -136,6 +162,10 @@ impl Shard {
             self.deferred_close.push(sock);
             return;
         }
+        let addr = plan
+            .addrs
+            .get(attempt)
+            .map(|&ip| SocketAddr::new(ip, plan.port));
         if c.result < 0 {
             // ECANCELED here means the linked timeout fired.
             plan.last_error = if c.result == -libc::ECANCELED {
@@ -154,6 +184,7 @@ impl Shard {
                     .plan
                     .as_ref()
                     .map_or(ReplyCode::GeneralFailure, |p| p.last_error);
+                self.connect_finished(slot);
                 self.reject(slot, code);
             }
             return;
@@ -167,7 +198,11 @@ impl Shard {
             }
         };
         self.cancel_attempts(slot);
+        self.connect_finished(slot);
         let conn = &mut self.conns[slot];
+        conn.meta.connected = addr;
+        conn.meta.outbound = Some(local);
+        conn.meta.reply = Some(ReplyCode::Succeeded);
         conn.target = Some(sock);
         if let Some(hs) = conn.handshake.as_mut() {
             hs.grant(local);
@@ -180,6 +215,14 @@ impl Shard {
         conn.last_active = now;
         let at = now + self.ticks.idle;
         self.set_deadline(slot, at);
+    }
+
+    /// Records how long connecting took (first attempt to success or final failure).
+    fn connect_finished(&mut self, slot: usize) {
+        if let Some(started) = self.conns[slot].meta.connect_started.take() {
+            self.stats
+                .connect_time(self.instant.saturating_duration_since(started));
+        }
     }
 
     /// Cancels the connect attempts still in flight; their sockets close after the
@@ -209,6 +252,7 @@ impl Shard {
         let plan = self.conns[slot].plan.as_ref().expect("checked above");
         if plan.running == 0 {
             let code = plan.last_error;
+            self.connect_finished(slot);
             self.reject(slot, code);
         } else if plan.backstop <= now {
             // The linked timeouts should have ended these attempts already.

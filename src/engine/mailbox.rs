@@ -20,6 +20,11 @@ pub enum Message {
         ticket: u64,
         result: Result<Addrs, ResolveError>,
     },
+    /// A password check that ran on a worker thread.
+    Verified { ticket: u64, ok: bool },
+    /// Stop accepting; end when the open sessions have.
+    Drain,
+    /// Stop accepting and end every session.
     Shutdown,
 }
 

@@ -5,6 +5,7 @@
 //! start-up problem surfaces as one [`StartError`] naming what to change.
 
 mod accept;
+mod admission;
 mod bind;
 mod bufring;
 mod conn;
@@ -12,6 +13,7 @@ mod connect;
 mod mailbox;
 mod mmap;
 mod negotiate;
+mod proxy_header;
 mod relay;
 mod ring;
 mod scratch;
@@ -31,10 +33,13 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::policy::{NetSet, Policy, Users};
+use crate::policy::{Limiter, NetSet, Policy};
 use crate::resolve::{Resolver, ResolverConfig};
+use crate::telemetry::{AccessLog, RuleRegistry, ShardStats, Sources};
+use crate::workers::Workers;
+use arc_swap::ArcSwap;
 use mailbox::{Mailbox, Message};
-use shard::{Shard, Shared};
+use shard::{Active, Shard, Shared};
 
 pub use timer::TimerWheel;
 pub use token::{Op, Token};
@@ -58,8 +63,6 @@ pub struct EngineConfig {
     pub buffer_size: u32,
     /// Provided buffers per shard (a power of two).
     pub buffer_count: u16,
-    /// With users, SOCKS5 clients must authenticate and SOCKS4 is refused.
-    pub users: Option<Arc<Users>>,
     /// UDP ASSOCIATE: bind relay sockets here instead of the control connection's address.
     pub udp_bind: Option<IpAddr>,
     /// UDP ASSOCIATE: relay ports come from this range.
@@ -76,7 +79,7 @@ pub struct EngineConfig {
     /// BIND: listen here instead of the address facing the expected peer.
     pub bind_addr: Option<IpAddr>,
     pub resolver: ResolverConfig,
-    /// Rules, egress, limits and users (`users` above is the same `Arc` as `policy.users`).
+    /// Rules, egress, limits and users.
     pub policy: Arc<Policy>,
 }
 
@@ -93,7 +96,6 @@ impl Default for EngineConfig {
             files_per_shard: 10_000,
             buffer_size: 32 * 1024,
             buffer_count: 512,
-            users: None,
             udp_bind: None,
             udp_port_range: None,
             udp_public: None,
@@ -156,19 +158,54 @@ fn ring_error(e: io::Error) -> StartError {
     })
 }
 
+/// What the process around the engine provides to it.
+#[derive(Default)]
+pub struct Observers {
+    /// Where finished sessions are logged.
+    pub access_log: Option<Arc<AccessLog>>,
+}
+
 /// A running server.
 pub struct Server {
     addrs: Vec<SocketAddr>,
     mailboxes: Vec<Arc<Mailbox>>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    /// One message per shard that has finished its loop.
+    finished: mpsc::Receiver<()>,
     resolver: Resolver,
     shared: Arc<Shared>,
+    stats: Vec<Arc<ShardStats>>,
+    rules: RuleRegistry,
+}
+
+/// Reject-counter labels for a rule list: each rule's name or position, then the
+/// default action.
+fn rule_labels(policy: &Policy) -> Vec<String> {
+    let mut labels: Vec<String> = policy
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.name
+                .as_deref()
+                .map_or_else(|| format!("rule {}", i + 1), str::to_string)
+        })
+        .collect();
+    labels.push("default".to_string());
+    labels
 }
 
 impl Server {
     /// Binds the listeners, starts the resolver and the shards, and returns once every
     /// shard is ready to accept.
-    pub fn start(mut config: EngineConfig) -> Result<Server, StartError> {
+    pub fn start(config: EngineConfig) -> Result<Server, StartError> {
+        Server::start_with(config, Observers::default())
+    }
+
+    pub fn start_with(
+        mut config: EngineConfig,
+        observers: Observers,
+    ) -> Result<Server, StartError> {
         if config.cpus.is_empty() {
             return Err(StartError("at least one shard is needed".into()));
         }
@@ -187,45 +224,50 @@ impl Server {
         }
         let resolver = Resolver::start(config.resolver.clone())
             .map_err(|e| StartError(format!("cannot start resolver threads: {e}")))?;
+        let workers = Workers::start(2, 1024)
+            .map_err(|e| StartError(format!("cannot start worker threads: {e}")))?;
         let cpus = config.cpus.clone();
+        let rules = RuleRegistry::new(cpus.len());
+        let policy = config.policy.clone();
+        let active = Active {
+            rejects: rules.install(rule_labels(&policy)),
+            policy,
+        };
         let shared = Arc::new(Shared {
             config,
             resolver: resolver.clone(),
             active: AtomicUsize::new(0),
+            policy: ArcSwap::from_pointee(active),
+            limiter: Limiter::new(),
+            access_log: observers.access_log,
+            workers,
         });
+        let stats: Vec<Arc<ShardStats>> = (0..cpus.len())
+            .map(|i| Arc::new(ShardStats::new(i)))
+            .collect();
+        let (finished_tx, finished) = mpsc::channel();
         let mut server = Server {
             addrs,
             mailboxes: Vec::new(),
             threads: Vec::new(),
+            finished,
             resolver,
             shared: shared.clone(),
+            stats: stats.clone(),
+            rules,
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         for (i, (cpu, listeners)) in cpus.into_iter().zip(per_shard).enumerate() {
             let shared = shared.clone();
             let ready = ready_tx.clone();
+            let finished = finished_tx.clone();
+            let stats = stats[i].clone();
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{i}"))
                 .spawn(move || {
-                    if let Some(cpu) = cpu {
-                        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                            let _ = ready.send(Err(StartError(format!(
-                                "cannot pin a shard to CPU {cpu}: it is not in this process's \
-                                 CPU set; fix --cpus"
-                            ))));
-                            return Ok(());
-                        }
-                    }
-                    match Shard::new(shared, listeners) {
-                        Ok(shard) => {
-                            let _ = ready.send(Ok(shard.mailbox()));
-                            shard.run()
-                        }
-                        Err(e) => {
-                            let _ = ready.send(Err(ring_error(e)));
-                            Ok(())
-                        }
-                    }
+                    let result = run_shard(i, cpu, stats, shared, listeners, &ready);
+                    let _ = finished.send(());
+                    result
                 })
                 .map_err(|e| StartError(format!("cannot spawn shard thread: {e}")))?;
             server.threads.push(thread);
@@ -256,6 +298,43 @@ impl Server {
         self.shared.active.load(Ordering::Relaxed)
     }
 
+    /// What the metrics exporter reads (process figures are the caller's).
+    pub fn sources(&self) -> Sources {
+        Sources {
+            rules: Some(self.rules.clone()),
+            resolver: Some(self.resolver.stats()),
+            ..Sources::new(self.stats.clone())
+        }
+    }
+
+    /// Puts a new policy (rules, users, limits, egress) in force for the requests that
+    /// follow; sessions already open keep what they were granted.
+    pub fn reload(&self, policy: Arc<Policy>) {
+        let rejects = self.rules.install(rule_labels(&policy));
+        self.shared
+            .policy
+            .store(Arc::new(Active { policy, rejects }));
+    }
+
+    /// Stops accepting and lets open sessions finish for up to `timeout`, then ends the
+    /// rest. Returns whether every session finished by itself.
+    pub fn drain(&mut self, timeout: Duration) -> bool {
+        for mailbox in &self.mailboxes {
+            mailbox.post(Message::Drain);
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut left = self.threads.len();
+        while left > 0 {
+            let wait = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.finished.recv_timeout(wait) {
+                Ok(()) => left -= 1,
+                Err(_) => break,
+            }
+        }
+        self.stop();
+        left == 0
+    }
+
     /// Stops accepting, closes every session and waits for the shards to finish.
     pub fn stop(&mut self) {
         for mailbox in &self.mailboxes {
@@ -270,12 +349,33 @@ impl Server {
         }
         self.resolver.shutdown();
     }
+}
 
-    /// Waits until every shard has stopped (after a [`Server::stop`] from elsewhere, or an
-    /// error).
-    pub fn wait(&mut self) {
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
+/// A shard thread: pin, build, report readiness, run.
+fn run_shard(
+    index: usize,
+    cpu: Option<usize>,
+    stats: Arc<ShardStats>,
+    shared: Arc<Shared>,
+    listeners: Vec<(socket2::Socket, SocketAddr)>,
+    ready: &mpsc::Sender<Result<Arc<Mailbox>, StartError>>,
+) -> io::Result<()> {
+    if let Some(cpu) = cpu {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+            let _ = ready.send(Err(StartError(format!(
+                "cannot pin a shard to CPU {cpu}: it is not in this process's CPU set; fix --cpus"
+            ))));
+            return Ok(());
+        }
+    }
+    match Shard::new(index, stats, shared, listeners) {
+        Ok(shard) => {
+            let _ = ready.send(Ok(shard.mailbox()));
+            shard.run()
+        }
+        Err(e) => {
+            let _ = ready.send(Err(ring_error(e)));
+            Ok(())
         }
     }
 }

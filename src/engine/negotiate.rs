@@ -3,7 +3,8 @@
 
 use super::conn::{Phase, Seg};
 use super::shard::Shard;
-use crate::proto::{Address, Command, Event, ReplyCode, Request};
+use crate::proto::{Error, ErrorReply, Event, ReplyCode};
+use crate::telemetry::CloseReason;
 
 impl Shard {
     pub(super) fn drive_handshake(&mut self, slot: usize) {
@@ -23,25 +24,7 @@ impl Shard {
             }
             match hs.poll_event() {
                 Some(Event::Credentials(creds)) => {
-                    let ok = self
-                        .shared
-                        .config
-                        .users
-                        .as_ref()
-                        .is_some_and(|users| users.verify(&creds.username, &creds.password));
-                    if !ok {
-                        log::info!(
-                            "authentication failed for user {:?} from {}",
-                            String::from_utf8_lossy(&creds.username),
-                            self.peer_name(slot)
-                        );
-                    }
-                    let hs = self.conns[slot].handshake.as_mut().expect("checked above");
-                    if ok {
-                        hs.accept_credentials();
-                    } else {
-                        hs.reject_credentials();
-                    }
+                    self.on_credentials(slot, creds);
                 }
                 Some(Event::Request(req)) => {
                     self.on_request(slot, req);
@@ -51,7 +34,7 @@ impl Shard {
                     let conn = &self.conns[slot];
                     if conn.up.eof && conn.up.segs.is_empty() {
                         // The client closed before finishing its handshake.
-                        self.begin_close(slot);
+                        self.begin_close(slot, CloseReason::ClientClosed);
                     }
                     return;
                 }
@@ -99,29 +82,13 @@ impl Shard {
         if !self.scratch.write_out(conn.scratch, at, &self.out) {
             // Cannot happen: a handshake's replies fit OUT_CAP.
             debug_assert!(false, "handshake replies overflow the reply area");
-            self.begin_close(slot);
+            self.begin_close(slot, CloseReason::HandshakeError);
             return;
         }
         let len = self.out.len() as u8;
         conn.out_len += len;
         conn.down.segs.push_back(Seg::Out { off: at as u8, len });
         conn.down.queued += len as u32;
-    }
-
-    fn on_request(&mut self, slot: usize, req: Request) {
-        log::debug!(
-            "{} {} {} from {}",
-            slot,
-            req.command.name(),
-            req.address,
-            self.peer_name(slot)
-        );
-        self.conns[slot].command = req.command;
-        match (req.command, req.address) {
-            (Command::UdpAssociate, declared) => self.udp_associate(slot, &declared),
-            (_, Address::Ip(sa)) => self.resolved(slot, std::sync::Arc::from([sa.ip()]), sa.port()),
-            (_, Address::Domain(host, port)) => self.resolve(slot, &host, port),
-        }
     }
 
     /// Refuses the pending request with `code`.
@@ -137,8 +104,23 @@ impl Shard {
     /// there is no reply to send.
     fn after_failure(&mut self, slot: usize) {
         let conn = &mut self.conns[slot];
+        let error = conn.handshake.as_ref().and_then(|hs| hs.error()).cloned();
+        if let Some(e) = &error {
+            if let ErrorReply::Request(code) = e.reply() {
+                conn.meta.reply.get_or_insert(code);
+            }
+            if matches!(e, Error::AuthFailed | Error::Socks4NeedsAuth) {
+                self.stats.auth_failed();
+            }
+        }
+        let reason = if matches!(error, Some(Error::Rejected(_))) {
+            CloseReason::Rejected
+        } else {
+            CloseReason::HandshakeError
+        };
+        conn.meta.closing(reason);
         if conn.down.segs.is_empty() && !conn.down.sending {
-            self.begin_close(slot);
+            self.begin_close(slot, reason);
             return;
         }
         conn.phase = Phase::Linger;

@@ -12,6 +12,7 @@ use super::conn::{Dir, Phase, RecvState, Seg};
 use super::ring::{Completion, Fd};
 use super::shard::Shard;
 use super::token::Op;
+use crate::telemetry::{CloseReason, Direction, Limit, Pool};
 
 impl Shard {
     /// Unsent bytes per direction above which its receive is paused.
@@ -49,7 +50,7 @@ impl Shard {
                 }
                 _ => {
                     log::error!("receive completion without a usable buffer");
-                    self.begin_close(slot);
+                    self.begin_close(slot, side_error(dir));
                 }
             }
             return;
@@ -59,6 +60,7 @@ impl Shard {
             libc::ENOBUFS => {
                 pipe.recv = RecvState::Starved;
                 self.starved.push_back(token);
+                self.stats.buffers_exhausted(Pool::Relay);
             }
             libc::ECANCELED => {}
             e => {
@@ -67,7 +69,7 @@ impl Shard {
                     if dir == Dir::Up { "client" } else { "target" },
                     std::io::Error::from_raw_os_error(e)
                 );
-                self.begin_close(slot);
+                self.begin_close(slot, side_error(dir));
             }
         }
     }
@@ -84,13 +86,21 @@ impl Shard {
             if c.result < 0 {
                 log::debug!("send: {}", std::io::Error::from_raw_os_error(-c.result));
             }
-            self.begin_close(slot);
+            self.begin_close(slot, side_error(opposite(dir)));
             return;
         }
         let n = (c.result as u32).min(front.len());
+        if matches!(front, Seg::Buf { .. }) {
+            pipe.relayed += n as u64;
+            let direction = if dir == Dir::Up {
+                Direction::Up
+            } else {
+                Direction::Down
+            };
+            self.stats.relayed(direction, n as u64);
+        }
         front.advance(n);
         pipe.queued -= n;
-        pipe.relayed += n as u64;
         if front.len() == 0 {
             if let Some(Seg::Buf { bid, .. }) = pipe.segs.pop_front() {
                 self.pool.give_back(bid);
@@ -154,6 +164,20 @@ impl Shard {
             let Some(&seg) = pipe.segs.front() else {
                 return;
             };
+            if pipe.paused_until > self.clock_tick() {
+                return;
+            }
+            if let Seg::Buf { len, .. } = seg {
+                if let Some(wait) = self.bandwidth_wait(slot, dir, len) {
+                    let until = self.now() + wait;
+                    self.conns[slot].pipe(dir).paused_until = until;
+                    self.stats.limit_hit(Limit::UserBandwidth);
+                    self.set_deadline(slot, until);
+                    return;
+                }
+            }
+            let conn = &mut self.conns[slot];
+            let pipe = conn.pipe(dir);
             pipe.sending = true;
             conn.inflight += 1;
             match seg {
@@ -163,7 +187,7 @@ impl Shard {
                         let conn = &mut self.conns[slot];
                         conn.inflight -= 1;
                         conn.pipe(dir).sending = false;
-                        self.begin_close(slot);
+                        self.begin_close(slot, side_error(opposite(dir)));
                     }
                 }
                 Seg::Out { off, len } => self.ring.send_out(
@@ -201,7 +225,7 @@ impl Shard {
         }
         let conn = &self.conns[slot];
         if conn.up.shut && conn.down.shut {
-            self.begin_close(slot);
+            self.begin_close(slot, CloseReason::Completed);
         }
     }
 
@@ -222,8 +246,24 @@ impl Shard {
             self.ring.shutdown_write(Fd::Fixed(conn.client), token);
         }
         if conn.up.eof {
-            self.begin_close(slot);
+            self.begin_close(slot, CloseReason::Rejected);
         }
+    }
+
+    fn clock_tick(&self) -> super::timer::Tick {
+        self.now()
+    }
+
+    /// With a bandwidth limit on this session's user, takes `len` bytes from the
+    /// direction's bucket; `Some(ticks)` to wait before sending when it is empty.
+    fn bandwidth_wait(&self, slot: usize, dir: Dir, len: u32) -> Option<super::timer::Tick> {
+        let bandwidth = self.conns[slot].meta.guard.as_ref()?.bandwidth()?;
+        let bucket = match dir {
+            Dir::Up => bandwidth.up.as_ref()?,
+            Dir::Down => bandwidth.down.as_ref()?,
+        };
+        let wait = bucket.take(self.instant, len as u64).err()?;
+        Some(super::shard::ticks_for(wait))
     }
 
     /// Re-arms receives that ran out of buffers, oldest first, while buffers are back.
@@ -248,6 +288,14 @@ impl Shard {
                 self.progress(slot);
             }
         }
+    }
+}
+
+/// The close reason for an error on `dir`'s source side.
+fn side_error(dir: Dir) -> CloseReason {
+    match dir {
+        Dir::Up => CloseReason::ClientError,
+        Dir::Down => CloseReason::TargetError,
     }
 }
 

@@ -22,7 +22,11 @@ use super::scratch::ScratchPool;
 use super::timer::{Tick, TimerWheel};
 use super::token::{Op, Token};
 use super::EngineConfig;
+use crate::policy::{Limiter, Policy};
 use crate::resolve::Resolver;
+use crate::telemetry::{AccessLog, CloseReason, RuleCounters, ShardStats};
+use crate::workers::Workers;
+use arc_swap::ArcSwap;
 
 /// Timer resolution. Timeouts are configured in (fractions of) seconds; 50 ms keeps an
 /// idle shard to 20 wake-ups a second.
@@ -39,15 +43,27 @@ const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// How long a rejected client gets to read its reply and close before it is cut off.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// What every shard of one server shares: configuration, resolver, the global session count.
+/// The policy in force and its reject counters, replaced together on reload.
+pub struct Active {
+    pub policy: Arc<Policy>,
+    pub rejects: Arc<RuleCounters>,
+}
+
+/// What every shard of one server shares: configuration, policy, limits, resolver,
+/// workers, the access log and the global session count.
 pub struct Shared {
     pub config: EngineConfig,
     pub resolver: Resolver,
     pub active: AtomicUsize,
+    pub policy: ArcSwap<Active>,
+    pub limiter: Arc<Limiter>,
+    pub access_log: Option<Arc<AccessLog>>,
+    pub workers: Workers,
 }
 
 pub(super) struct Listener {
-    pub sock: Socket,
+    /// `None` once closed (draining or stopping).
+    pub sock: Option<Socket>,
     pub addr: std::net::SocketAddr,
     pub armed: bool,
     /// After an accept error, wait until this tick before re-arming (no busy loop when
@@ -67,6 +83,8 @@ pub(super) struct Ticks {
 }
 
 pub struct Shard {
+    pub(super) index: usize,
+    pub(super) stats: Arc<ShardStats>,
     pub(super) ring: Ring,
     pub(super) pool: BufRing,
     pub(super) udp_pool: BufRing,
@@ -89,18 +107,21 @@ pub struct Shard {
     /// Reused for handshake output.
     pub(super) out: Vec<u8>,
     epoch: Instant,
-    /// The current tick, read once per loop turn before completions are handled, so
-    /// deadlines set while handling them count from now.
+    /// The current tick and instant, read once per loop turn before completions are
+    /// handled, so deadlines set while handling them count from now.
     clock: Tick,
+    pub(super) instant: Instant,
 }
 
-fn ticks(d: Duration) -> Tick {
+pub(super) fn ticks_for(d: Duration) -> Tick {
     d.as_millis().div_ceil(TICK.as_millis()).max(1) as Tick
 }
 
 impl Shard {
     /// Builds a shard on the calling thread (the ring belongs to the thread that uses it).
     pub fn new(
+        index: usize,
+        stats: Arc<ShardStats>,
         shared: Arc<Shared>,
         listeners: Vec<(Socket, std::net::SocketAddr)>,
     ) -> io::Result<Shard> {
@@ -116,13 +137,15 @@ impl Shard {
         )?;
         let mailbox = Mailbox::new(ring.raw_fd());
         Ok(Shard {
+            index,
+            stats,
             ticks: Ticks {
-                handshake: ticks(cfg.handshake_timeout),
-                connect: ticks(cfg.connect_timeout),
-                idle: ticks(cfg.idle_timeout),
-                udp_idle: ticks(cfg.udp_idle_timeout),
-                linger: ticks(LINGER),
-                attempt_delay: ticks(ATTEMPT_DELAY),
+                handshake: ticks_for(cfg.handshake_timeout),
+                connect: ticks_for(cfg.connect_timeout),
+                idle: ticks_for(cfg.idle_timeout),
+                udp_idle: ticks_for(cfg.udp_idle_timeout),
+                linger: ticks_for(LINGER),
+                attempt_delay: ticks_for(ATTEMPT_DELAY),
             },
             ring,
             pool,
@@ -133,7 +156,7 @@ impl Shard {
             listeners: listeners
                 .into_iter()
                 .map(|(sock, addr)| Listener {
-                    sock,
+                    sock: Some(sock),
                     addr,
                     armed: false,
                     rearm_at: None,
@@ -149,6 +172,7 @@ impl Shard {
             out: Vec::with_capacity(64),
             epoch: Instant::now(),
             clock: 0,
+            instant: Instant::now(),
         })
     }
 
@@ -175,8 +199,10 @@ impl Shard {
             };
             self.ring.submit_and_wait(wait)?;
             self.deferred_close.clear();
-            self.clock = (self.epoch.elapsed().as_millis() / TICK.as_millis()) as Tick;
+            self.instant = Instant::now();
+            self.clock = ((self.instant - self.epoch).as_millis() / TICK.as_millis()) as Tick;
             self.ring.drain(&mut completions, COMPLETIONS_PER_TURN);
+            self.stats.loop_turn(completions.len());
             for c in completions.drain(..) {
                 self.dispatch(c);
             }
@@ -190,7 +216,7 @@ impl Shard {
             }
             self.rearm_starved();
             self.rearm_udp_starved();
-            if self.stopping && self.conns.is_empty() && self.listeners.iter().all(|l| !l.armed) {
+            if self.stopping && self.conns.is_empty() {
                 break;
             }
         }
@@ -227,6 +253,7 @@ impl Shard {
                 }
             }
             log::debug!("stale completion {:?} result {}", op, c.result);
+            self.stats.stale_completion();
             return;
         }
         if !c.more() {
@@ -260,6 +287,7 @@ impl Shard {
         // forward, handshake → relay → closing at most).
         for _ in 0..4 {
             match phase {
+                Phase::ProxyHeader => self.drive_proxy_header(slot),
                 Phase::Handshake => self.drive_handshake(slot),
                 Phase::Relay => self.drive_relay(slot),
                 Phase::Linger => self.drive_linger(slot),
@@ -291,26 +319,39 @@ impl Shard {
         for msg in msgs {
             match msg {
                 Message::Resolved { ticket, result } => self.on_resolved(Token(ticket), result),
+                Message::Verified { ticket, ok } => self.on_verified(Token(ticket), ok),
+                Message::Drain => self.stop_accepting(),
                 Message::Shutdown => self.shutdown(),
             }
         }
     }
 
-    fn shutdown(&mut self) {
+    /// Stops accepting: cancels the accepts and closes the listeners (after the
+    /// cancellation reaches the kernel), so new clients go to other shards or processes.
+    /// Open sessions go on; the shard ends when the last one does.
+    fn stop_accepting(&mut self) {
         if self.stopping {
             return;
         }
         self.stopping = true;
-        for i in 0..self.listeners.len() {
-            if self.listeners[i].armed {
-                let fd =
-                    super::ring::Fd::Raw(std::os::fd::AsRawFd::as_raw_fd(&self.listeners[i].sock));
-                self.ring.cancel_fd(fd, Token::new(Op::Ignore, 0, 0));
+        for l in &mut self.listeners {
+            if let Some(sock) = l.sock.take() {
+                if l.armed {
+                    let fd = super::ring::Fd::Raw(std::os::fd::AsRawFd::as_raw_fd(&sock));
+                    self.ring.cancel_fd(fd, Token::new(Op::Ignore, 0, 0));
+                }
+                l.armed = false;
+                self.deferred_close.push(sock);
             }
         }
+    }
+
+    /// Stops accepting and ends every session.
+    fn shutdown(&mut self) {
+        self.stop_accepting();
         let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
-            self.begin_close(slot);
+            self.begin_close(slot, CloseReason::Shutdown);
             self.progress(slot);
         }
     }
@@ -339,14 +380,29 @@ impl Shard {
             return;
         }
         conn.timer_at = 0;
+        let mut resume = false;
         match conn.phase {
-            Phase::Relay => conn.deadline = conn.last_active + idle,
+            Phase::Relay => {
+                conn.deadline = conn.last_active + idle;
+                // A direction paused by a bandwidth limit wakes the session when due.
+                for pipe in [&mut conn.up, &mut conn.down] {
+                    if pipe.paused_until > now {
+                        conn.deadline = conn.deadline.min(pipe.paused_until);
+                    } else if pipe.paused_until != 0 {
+                        pipe.paused_until = 0;
+                        resume = true;
+                    }
+                }
+            }
             Phase::Udp => conn.deadline = conn.last_active + udp_idle,
             _ => {}
         }
         if conn.deadline > now {
             let at = conn.deadline;
             self.set_deadline(slot, at);
+            if resume {
+                self.progress(slot);
+            }
             return;
         }
         self.on_deadline(slot);

@@ -70,6 +70,19 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
     Ok(sock)
 }
 
+/// A non-blocking UDP socket of `addr`'s family, not bound yet.
+pub fn udp_unbound(addr: SocketAddr) -> io::Result<Socket> {
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM.nonblocking(),
+        Some(Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    Ok(sock)
+}
+
 /// A UDP socket bound to `ip` with a port from `range` (tried from a random start), or
 /// an ephemeral port when there is no range.
 pub fn udp_socket_in_range(ip: std::net::IpAddr, range: Option<(u16, u16)>) -> io::Result<Socket> {

@@ -12,6 +12,9 @@ use std::os::fd::AsRawFd;
 
 use socket2::Socket;
 
+use std::sync::Arc;
+
+use super::admission::apply_egress;
 use super::bufring::Slice;
 use super::conn::{Phase, RecvState, Seg};
 use super::ring::{self, Completion, DatagramDest, Fd, DATAGRAM_PREFIX};
@@ -19,9 +22,11 @@ use super::shard::Shard;
 use super::sockaddr;
 use super::sys;
 use super::token::{Op, Token};
+use crate::policy::Egress;
 use crate::proto::association::{self, ClientMatch, Outbound, MAX_REPLY_HEADER};
 use crate::proto::{Address, ReplyCode};
 use crate::resolve::{Addrs, ResolveError};
+use crate::telemetry::{CloseReason, Direction, Pool, UdpDrop};
 
 /// Socket indexes within an association (the `aux` of its receive tokens).
 const CLIENT: usize = 0;
@@ -54,9 +59,11 @@ pub struct Association {
     held: u32,
     pending: Vec<Pending>,
     next_ticket: u16,
-    pub datagrams_up: u64,
-    pub datagrams_down: u64,
-    pub dropped: u64,
+    /// Payload bytes relayed each way, for the access log.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// How outbound sockets are set up (the rule or user egress in force at ASSOCIATE).
+    egress: Option<Arc<Egress>>,
 }
 
 impl Association {
@@ -96,7 +103,12 @@ impl Shard {
         (self.udp_pool.entries() as u32 / 8).max(16)
     }
 
-    pub(super) fn udp_associate(&mut self, slot: usize, declared: &Address) {
+    pub(super) fn udp_associate(
+        &mut self,
+        slot: usize,
+        declared: &Address,
+        egress: Option<Arc<Egress>>,
+    ) {
         let Some(peer) = self.conns[slot].peer else {
             self.reject(slot, ReplyCode::GeneralFailure);
             return;
@@ -111,9 +123,9 @@ impl Shard {
             held: 0,
             pending: Vec::new(),
             next_ticket: 0,
-            datagrams_up: 0,
-            datagrams_down: 0,
-            dropped: 0,
+            bytes_up: 0,
+            bytes_down: 0,
+            egress,
         }));
         let listener_ip = self.listeners[self.conns[slot].listener as usize].addr.ip();
         match self.shared.config.udp_bind {
@@ -169,6 +181,8 @@ impl Shard {
             assoc.reply_to = Some(declared);
             assoc.reply_len = self.scratch.set_reply_addr(conn.scratch, declared);
         }
+        conn.meta.outbound = Some(bound);
+        conn.meta.reply = Some(ReplyCode::Succeeded);
         if let Some(hs) = conn.handshake.as_mut() {
             hs.grant(advertised);
         }
@@ -194,7 +208,7 @@ impl Shard {
         }
         conn.up.queued = 0;
         if conn.up.eof {
-            self.begin_close(slot);
+            self.begin_close(slot, CloseReason::Completed);
             return;
         }
         let max = self.udp_held_max();
@@ -237,11 +251,12 @@ impl Shard {
                 libc::ENOBUFS => {
                     assoc.recv[i] = RecvState::Starved;
                     self.udp_starved.push_back(c.token);
+                    self.stats.buffers_exhausted(Pool::Udp);
                 }
                 libc::ECANCELED => {}
                 e => {
                     log::debug!("UDP receive: {}", std::io::Error::from_raw_os_error(e));
-                    self.begin_close(slot);
+                    self.begin_close(slot, CloseReason::ClientError);
                 }
             }
             return;
@@ -256,7 +271,7 @@ impl Shard {
             .ring
             .datagram(self.udp_pool.data(bid, 0, c.result as u32));
         let Some((src, off, len)) = parsed.filter(|_| phase == Phase::Udp) else {
-            self.udp_drop(slot, bid);
+            self.udp_drop(bid, UdpDrop::TooLarge);
             return;
         };
         self.conns[slot].last_active = self.now();
@@ -267,11 +282,9 @@ impl Shard {
         }
     }
 
-    fn udp_drop(&mut self, slot: usize, bid: u16) {
+    fn udp_drop(&mut self, bid: u16, why: UdpDrop) {
         self.udp_pool.give_back(bid);
-        if let Some(assoc) = self.conns[slot].udp.as_mut() {
-            assoc.dropped += 1;
-        }
+        self.stats.udp_dropped(why);
     }
 
     fn client_datagram(&mut self, slot: usize, bid: u16, src: SocketAddr, off: usize, len: usize) {
@@ -280,7 +293,7 @@ impl Shard {
             return;
         };
         if !assoc.matcher.is_client(src) {
-            self.udp_drop(slot, bid);
+            self.udp_drop(bid, UdpDrop::NotFromClient);
             return;
         }
         if assoc.reply_to != Some(src) {
@@ -292,13 +305,19 @@ impl Shard {
             Ok(out) => out,
             Err(why) => {
                 log::debug!("UDP datagram from {src} dropped: {}", why.name());
-                self.udp_drop(slot, bid);
+                self.udp_drop(
+                    bid,
+                    match why {
+                        association::Drop::Fragment => UdpDrop::Fragment,
+                        association::Drop::Malformed => UdpDrop::Malformed,
+                    },
+                );
                 return;
             }
         };
         let (p_off, p_len) = ((off + payload.start) as u32, payload.len() as u32);
         if p_len > self.shared.config.udp_max_payload {
-            self.udp_drop(slot, bid);
+            self.udp_drop(bid, UdpDrop::TooLarge);
             return;
         }
         match dest {
@@ -307,7 +326,7 @@ impl Shard {
                 Some(Ok(addrs)) => {
                     self.send_remote(slot, bid, p_off, p_len, SocketAddr::new(addrs[0], port))
                 }
-                Some(Err(_)) => self.udp_drop(slot, bid),
+                Some(Err(_)) => self.udp_drop(bid, UdpDrop::NoRoute),
                 None => self.await_name(slot, bid, p_off, p_len, &host, port),
             },
         }
@@ -320,7 +339,7 @@ impl Shard {
             return;
         };
         if assoc.held >= max {
-            self.udp_drop(slot, bid);
+            self.udp_drop(bid, UdpDrop::OverLimit);
             return;
         }
         let ticket = assoc.next_ticket;
@@ -357,7 +376,7 @@ impl Shard {
                 Ok(addrs) if !addrs.is_empty() => {
                     self.send_remote(slot, p.bid, p.off, p.len, SocketAddr::new(addrs[0], p.port))
                 }
-                _ => self.udp_drop(slot, p.bid),
+                _ => self.udp_drop(p.bid, UdpDrop::NoRoute),
             }
         }
     }
@@ -365,9 +384,18 @@ impl Shard {
     /// Sends a client payload to its destination through the outbound socket of its family.
     fn send_remote(&mut self, slot: usize, bid: u16, off: u32, len: u32, dest: SocketAddr) {
         let dest = canonical(dest);
+        // Every datagram's destination is checked against the rules.
+        let decision = self.check_dest(slot, dest.ip(), dest.port());
+        if !decision.allow {
+            self.count_denial(&decision);
+            log::debug!("UDP datagram to {dest} denied: {}", decision.reason());
+            self.udp_drop(bid, UdpDrop::Denied);
+            return;
+        }
         let socket = if dest.is_ipv4() { REMOTE_V4 } else { REMOTE_V6 };
         let family = socket - 1;
         let token = Token::with_aux(Op::UdpSend, slot as u32, self.gens[slot], bid);
+        let session = self.conns[slot].meta.session.clone();
         let conn = &mut self.conns[slot];
         let Some(assoc) = conn.udp.as_mut() else {
             return;
@@ -378,11 +406,18 @@ impl Shard {
             } else {
                 SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)
             };
-            match sys::udp_socket(any) {
+            let egress = assoc.egress.clone();
+            let opened = sys::udp_unbound(any).and_then(|sock| {
+                if !apply_egress(&sock, egress.as_deref(), family == 1, session.as_deref())? {
+                    sock.bind(&any.into())?;
+                }
+                Ok(sock)
+            });
+            match opened {
                 Ok(sock) => assoc.remote[family] = Some(sock),
                 Err(e) => {
                     log::warn!("outbound UDP socket: {e}");
-                    self.udp_drop(slot, bid);
+                    self.udp_drop(bid, UdpDrop::NoRoute);
                     return;
                 }
             }
@@ -392,11 +427,12 @@ impl Shard {
         };
         let (raw, addr_len) = sockaddr::encode(dest);
         if !self.udp_pool.write(bid, 0, &raw[..addr_len as usize]) {
-            self.udp_drop(slot, bid);
+            self.udp_drop(bid, UdpDrop::NoRoute);
             return;
         }
         assoc.held += 1;
-        assoc.datagrams_up += 1;
+        assoc.bytes_up += len as u64;
+        self.stats.udp_relayed(Direction::Up, len as u64);
         conn.inflight += 1;
         let dest = DatagramDest::InBuffer { len: addr_len };
         let slice = Slice { bid, off, len };
@@ -418,12 +454,12 @@ impl Shard {
             return;
         };
         if len as u32 > self.shared.config.udp_max_payload {
-            self.udp_drop(slot, bid);
+            self.udp_drop(bid, UdpDrop::TooLarge);
             return;
         }
         let (Some(_), Some(fd)) = (assoc.reply_to, assoc.fd(CLIENT)) else {
             // The client has not sent anything yet: nowhere to deliver.
-            self.udp_drop(slot, bid);
+            self.udp_drop(bid, UdpDrop::NoRoute);
             return;
         };
         let mut room = [0u8; MAX_REPLY_HEADER];
@@ -434,11 +470,12 @@ impl Shard {
             .udp_pool
             .write(bid, start, &room[MAX_REPLY_HEADER - n..])
         {
-            self.udp_drop(slot, bid);
+            self.udp_drop(bid, UdpDrop::NoRoute);
             return;
         }
         assoc.held += 1;
-        assoc.datagrams_down += 1;
+        assoc.bytes_down += len as u64;
+        self.stats.udp_relayed(Direction::Down, len as u64);
         conn.inflight += 1;
         let dest = DatagramDest::Scratch {
             id: scratch,

@@ -36,8 +36,8 @@ impl Ringsocks {
             path
         });
         let cli = Cli::try_parse_from(&argv).expect("valid ringsocks flags");
-        let config = config::load(&cli.settings, None, Some(HostLimits::read()))
-            .expect("ringsocks config");
+        let config =
+            config::load(&cli.settings, None, Some(HostLimits::read())).expect("ringsocks config");
         let server = Server::start(config.engine).expect("ringsocks starts");
         let addr = server.local_addrs()[0];
         Ringsocks {

@@ -78,9 +78,8 @@ fn too_many_connections_for_the_descriptor_limit() {
     let cfg = build_flags(&[], host()).unwrap();
     assert_eq!(cfg.engine.max_connections, 20000 - RESERVED_FDS as usize);
     assert_eq!(
-        cfg.engine.policy.limits.max_sessions,
-        Some(20000 - RESERVED_FDS),
-        "the limiter's total is the connection limit"
+        cfg.engine.policy.limits.max_sessions, None,
+        "the engine enforces the total at accept, not the limiter"
     );
 }
 
@@ -211,10 +210,7 @@ fn a_full_file_builds_engine_config_and_policy() {
     assert_eq!(cfg.ops.log_level, LogLevel::Debug);
 
     let p = &e.policy;
-    assert!(Arc::ptr_eq(
-        p.users.as_ref().unwrap(),
-        e.users.as_ref().unwrap()
-    ));
+    assert!(p.users.as_ref().is_some_and(|u| !u.is_empty()));
     assert_eq!(p.rule_count(), 3);
     assert_eq!(p.prefer, crate::policy::Prefer::Ipv4);
     let client: IpAddr = "198.51.100.9".parse().unwrap();
