@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::server::BIN;
 use common::socks;
+use common::udp::{Declare, Mode, UdpClient, UdpTarget};
 use common::wait::{read_exact_vec, read_until_closed};
 use common::{expect_closed, wait_until, EchoServer, Server};
 use ringsocks::proto::{Address, ReplyCode};
@@ -76,6 +77,31 @@ fn echo(stream: &mut TcpStream, tag: &str) {
     assert_eq!(back, line.as_bytes(), "{tag}: echo changed");
 }
 
+/// Once sessions have closed, `n` new ones must open: the first within a bounded wait
+/// (the server notices freed resources by itself), the rest at once.
+#[track_caller]
+fn reopen(proxy: SocketAddr, dest: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut first = None;
+    assert!(
+        wait_until(Duration::from_secs(5), || match connect(proxy, dest) {
+            Outcome::Open(s) => {
+                first = Some(s);
+                true
+            }
+            _ => false,
+        }),
+        "no session opens after sessions closed"
+    );
+    let mut open: Vec<TcpStream> = first.into_iter().collect();
+    for i in 1..n {
+        match connect(proxy, dest) {
+            Outcome::Open(s) => open.push(s),
+            _ => panic!("session {i} of {n} refused after sessions closed"),
+        }
+    }
+    open
+}
+
 /// Refuses a client every [`REFUSAL_PACE`] for [`CPU_WINDOW`] and returns the CPU time
 /// the server used meanwhile.
 fn cpu_while_refusing(server: &Server, dest: SocketAddr) -> Duration {
@@ -93,17 +119,46 @@ fn cpu_while_refusing(server: &Server, dest: SocketAddr) -> Duration {
     used
 }
 
+/// Every command that needs a new socket is refused cleanly: CONNECT (outbound socket),
+/// BIND (listener), UDP ASSOCIATE (relay socket).
+#[track_caller]
+fn expect_every_command_refused(proxy: SocketAddr, dest: SocketAddr) {
+    expect_refused(proxy, dest);
+    let (mut bind, reply) = socks::socks5_bind(proxy, Address::Ip(dest));
+    assert_ne!(
+        reply.code,
+        ReplyCode::Succeeded,
+        "BIND while out of descriptors"
+    );
+    expect_closed(&mut bind, Duration::from_secs(5));
+    match UdpClient::try_open(proxy, "127.0.0.1:0", Declare::Zeros) {
+        Ok(_) => panic!("UDP ASSOCIATE granted while out of descriptors"),
+        Err((reply, mut control)) => {
+            assert_ne!(reply.code, ReplyCode::Succeeded);
+            expect_closed(&mut control, Duration::from_secs(5));
+        }
+    }
+}
+
 /// The server's RLIMIT_NOFILE is lowered while it runs, to what it holds idle plus
 /// [`SPARE_FDS`]. (Lowered at run time because the start-up check keeps 64 descriptors
 /// beyond --max-connections, so a limit set before start-up lets --max-connections bite
 /// first: see the next test.) Accepted clients are direct descriptors, outside the limit,
-/// so they still arrive; each CONNECT needs a regular descriptor for its outbound socket.
+/// so they still arrive; each CONNECT needs a regular descriptor for its outbound socket,
+/// each UDP association one for its relay socket and one per outbound address family.
 #[test]
 fn outbound_sockets_running_out_refuse_new_clients_and_service_resumes() {
     let mut server = Server::start(&["--shards", "1", "--max-connections", "1000"]);
     let echo_server = EchoServer::start("127.0.0.1:0");
     let dest = echo_server.addr();
+    let udp_target = UdpTarget::start("127.0.0.1:0", Mode::Echo);
+    let udp_dest = Address::Ip(udp_target.addr());
     let idle = server.open_fds();
+    // An association in use (its outbound socket exists) and one not used yet (its
+    // outbound socket will be wanted while there is none to be had).
+    let udp_used = UdpClient::open(server.addr(), "127.0.0.1:0");
+    udp_used.round_trip(&udp_dest, b"before the limit");
+    let udp_fresh = UdpClient::open(server.addr(), "127.0.0.1:0");
     let limit = idle as u64 + SPARE_FDS;
     rlimit::prlimit(
         server.pid().as_raw(),
@@ -146,9 +201,13 @@ fn outbound_sockets_running_out_refuse_new_clients_and_service_resumes() {
         "the reply to a failed socket()"
     );
     expect_closed(&mut refused, Duration::from_secs(5));
+    expect_every_command_refused(server.addr(), dest);
     for (i, s) in open.iter_mut().enumerate() {
         echo(s, &format!("session {i} while out of descriptors"));
     }
+    udp_used.round_trip(&udp_dest, b"while out of descriptors");
+    // No socket for it: dropped, which must not end the association.
+    udp_fresh.send(&udp_dest, b"nowhere to go");
 
     let used = cpu_while_refusing(&server, dest);
     assert!(
@@ -156,33 +215,16 @@ fn outbound_sockets_running_out_refuse_new_clients_and_service_resumes() {
         "the server used {used:?} of CPU in {CPU_WINDOW:?} while out of descriptors"
     );
 
-    // Freeing descriptors is all it takes.
+    // Freeing descriptors is all it takes. Two are left for the fresh association.
     let freed = open.len() / 2;
     open.truncate(open.len() - freed);
-    let mut resumed = None;
-    assert!(
-        wait_until(Duration::from_secs(5), || {
-            match connect(server.addr(), dest) {
-                Outcome::Open(s) => {
-                    resumed = Some(s);
-                    true
-                }
-                _ => false,
-            }
-        }),
-        "no session opens after {freed} sessions closed"
-    );
-    open.extend(resumed);
-    for i in 1..freed {
-        match connect(server.addr(), dest) {
-            Outcome::Open(s) => open.push(s),
-            _ => panic!("session {i} of {freed} refused after the others closed"),
-        }
-    }
+    open.extend(reopen(server.addr(), dest, freed - 2));
     for (i, s) in open.iter_mut().enumerate() {
         echo(s, &format!("session {i} after recovery"));
     }
-    drop(open);
+    udp_fresh.round_trip(&udp_dest, b"after recovery");
+    udp_used.round_trip(&udp_dest, b"after recovery");
+    drop((open, udp_used, udp_fresh));
     assert_eq!(
         server.wait_open_fds(idle, Duration::from_secs(5)),
         idle,
@@ -237,26 +279,7 @@ fn clients_over_the_connection_limit_are_closed_and_service_resumes() {
 
     let freed = 8;
     open.truncate(MAX - freed);
-    let mut resumed = None;
-    assert!(
-        wait_until(Duration::from_secs(5), || {
-            match connect(server.addr(), dest) {
-                Outcome::Open(s) => {
-                    resumed = Some(s);
-                    true
-                }
-                _ => false,
-            }
-        }),
-        "no session opens after {freed} sessions closed"
-    );
-    open.extend(resumed);
-    for i in 1..freed {
-        match connect(server.addr(), dest) {
-            Outcome::Open(s) => open.push(s),
-            _ => panic!("session {i} of {freed} refused after the others closed"),
-        }
-    }
+    open.extend(reopen(server.addr(), dest, freed));
     for (i, s) in open.iter_mut().enumerate() {
         echo(s, &format!("session {i} after recovery"));
     }
