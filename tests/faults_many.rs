@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::socks;
 use common::wait::{read_exact_vec, still_open};
-use common::Server;
+use common::{wait_until, Server};
 use ringsocks::proto::{Address, ReplyCode};
 
 const SESSIONS: usize = 10_000;
@@ -111,15 +111,15 @@ impl Targets {
     /// Closes its stdin, which ends it, and waits for that.
     fn finish(mut self) {
         drop(self.stdin.take());
-        let start = Instant::now();
-        while start.elapsed() < HELPER_TIMEOUT {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "the target helper exited with {status}");
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
+        let mut status = None;
+        wait_until(HELPER_TIMEOUT, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        match status {
+            Some(s) => assert!(s.success(), "the target helper exited with {s}"),
+            None => panic!("the target helper did not exit after its stdin closed"),
         }
-        panic!("the target helper did not exit after its stdin closed");
     }
 }
 

@@ -72,7 +72,8 @@ def main():
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
-    listener.listen(socket.SOMAXCONN)
+    # The kernel caps the backlog at net.core.somaxconn.
+    listener.listen(65535)
     listener.setblocking(False)
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ, None)
