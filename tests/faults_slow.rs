@@ -7,7 +7,7 @@
 //! kernel fills and the proxy sends from; a blocked direction stops receiving at its
 //! high-water mark, so nothing is copied elsewhere. Over a long transfer the kernel cycles
 //! through the whole pool, so all of it may become resident. The ceiling is therefore
-//! the idle RSS plus the pool plus [`RSS_SLACK`] for everything else a session allocates;
+//! the idle RSS plus the pool plus [`RSS_SLACK_KIB`] for everything else a session allocates;
 //! a proxy that buffered what the slow side does not read would pass it within a
 //! fraction of a second (the fast side offers well over 100 MiB/s).
 
