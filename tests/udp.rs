@@ -5,12 +5,13 @@
 mod common;
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::server::run_bounded;
 use common::udp::{self, Declare, Mode, UdpClient, UdpTarget};
+use common::wait::still_open;
 use common::{expect_closed, Server};
 use ringsocks::proto::{Address, ReplyCode};
 
@@ -19,15 +20,6 @@ const TEARDOWN: Duration = Duration::from_secs(5);
 
 fn ip(addr: SocketAddr) -> Address {
     Address::Ip(addr)
-}
-
-/// Whether the peer still holds the connection open (no EOF, no reset, nothing to read).
-fn still_open(stream: &TcpStream) -> bool {
-    stream.set_nonblocking(true).unwrap();
-    let mut byte = [0u8];
-    let open = matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-    stream.set_nonblocking(false).unwrap();
-    open
 }
 
 // ---- Round trips ----

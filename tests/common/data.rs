@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -74,46 +75,96 @@ impl Pattern {
     /// stream. Byte-exact comparison is stronger than a checksum, says where a stream
     /// went wrong, and stays fast in a debug build (hashing 64 MiB there takes seconds).
     pub fn expect_from(&self, r: &mut impl Read, len: u64) -> io::Result<()> {
+        let mut check = Check::new(self, len);
         let mut buf = vec![0u8; CHUNK];
-        let mut got = 0u64;
         loop {
-            let n = match r.read(&mut buf) {
-                Ok(0) if got == len => return Ok(()),
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("stream ended after {got} of {len} bytes"),
-                    ))
+            match read_some(r, &mut buf, check.got)? {
+                0 if check.got == len => return Ok(()),
+                0 => return Err(check.short()),
+                n => check.bytes(&buf[..n])?,
+            }
+        }
+    }
+
+    /// Reads the first `len` bytes of the stream from `r` (the peer may send more) and
+    /// checks them, at no more than `rate` bytes per second when a rate is given: a slow
+    /// reader. Reads never ask for more than `len` bytes.
+    pub fn expect_prefix(&self, r: &mut impl Read, len: u64, rate: Option<u64>) -> io::Result<()> {
+        let mut check = Check::new(self, len);
+        let mut buf = vec![0u8; CHUNK];
+        let start = Instant::now();
+        while check.got < len {
+            let want = (len - check.got).min(CHUNK as u64) as usize;
+            match read_some(r, &mut buf[..want], check.got)? {
+                0 => return Err(check.short()),
+                n => check.bytes(&buf[..n])?,
+            }
+            if let Some(rate) = rate {
+                // Pacing is the behaviour under test here, not a wait for an event.
+                let due = Duration::from_secs_f64(check.got as f64 / rate as f64);
+                if let Some(ahead) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(ahead);
                 }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("after {got} of {len} bytes: {e}"),
-                    ))
-                }
-            };
-            if got + n as u64 > len {
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compares received bytes with a [`Pattern`], keeping count.
+struct Check<'a> {
+    pattern: &'a Pattern,
+    len: u64,
+    got: u64,
+}
+
+impl<'a> Check<'a> {
+    fn new(pattern: &'a Pattern, len: u64) -> Check<'a> {
+        Check {
+            pattern,
+            len,
+            got: 0,
+        }
+    }
+
+    fn bytes(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        if self.got + bytes.len() as u64 > self.len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("more than the {} bytes sent", self.len),
+            ));
+        }
+        while !bytes.is_empty() {
+            let want = self.pattern.slice_at(self.got, bytes.len());
+            let (have, rest) = bytes.split_at(want.len());
+            if have != want {
+                let i = have.iter().zip(want).position(|(a, b)| a != b).unwrap_or(0);
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("more than the {len} bytes sent"),
+                    format!("stream differs at byte {}", self.got + i as u64),
                 ));
             }
-            let mut checked = 0;
-            while checked < n {
-                let want = self.slice_at(got, n - checked);
-                let have = &buf[checked..checked + want.len()];
-                if have != want {
-                    let i = have.iter().zip(want).position(|(a, b)| a != b).unwrap_or(0);
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("stream differs at byte {}", got + i as u64),
-                    ));
-                }
-                checked += want.len();
-                got += want.len() as u64;
-            }
+            self.got += want.len() as u64;
+            bytes = rest;
+        }
+        Ok(())
+    }
+
+    fn short(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("stream ended after {} of {} bytes", self.got, self.len),
+        )
+    }
+}
+
+/// One read, retried on EINTR; errors say how far the stream had got.
+fn read_some(r: &mut impl Read, buf: &mut [u8], got: u64) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io::Error::new(e.kind(), format!("after {got} bytes: {e}"))),
+            Ok(n) => return Ok(n),
         }
     }
 }

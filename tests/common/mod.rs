@@ -10,6 +10,7 @@
 pub mod curl;
 pub mod data;
 pub mod http;
+pub mod netstat;
 pub mod server;
 pub mod socks;
 pub mod target;

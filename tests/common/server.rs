@@ -147,6 +147,34 @@ impl Server {
             .expect("VmRSS in /proc/PID/status")
     }
 
+    /// CPU time (user and system, all threads) the process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .unwrap_or_else(|e| panic!("read the server's stat: {e}"));
+        // The command name (field 2) is in parentheses and may hold spaces; utime and
+        // stime are fields 14 and 15, i.e. the 12th and 13th after the name.
+        let after_name = &stat[stat.rfind(')').expect("a command name") + 1..];
+        let fields: Vec<u64> = after_name
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().expect("utime and stime are numbers"))
+            .collect();
+        // In USER_HZ ticks, which the kernel fixes at 100 per second for user space.
+        Duration::from_millis((fields[0] + fields[1]) * 10)
+    }
+
+    /// Waits up to `within` until the process holds exactly `want` descriptors; returns
+    /// the last count seen.
+    pub fn wait_open_fds(&self, want: usize, within: Duration) -> usize {
+        let mut seen = self.open_fds();
+        wait_until(within, || {
+            seen = self.open_fds();
+            seen == want
+        });
+        seen
+    }
+
     /// Everything the server wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use socket2::{Domain, SockRef, Socket, Type};
+
 use super::wait::IO_TIMEOUT;
 
 /// A TCP listener on loopback whose accepted connections the test takes one by one, so
@@ -152,4 +154,61 @@ fn echo(mut stream: TcpStream) -> io::Result<()> {
 pub fn closed_port(ip: &str) -> SocketAddr {
     let listener = TcpListener::bind((ip, 0)).expect("bind an ephemeral port");
     listener.local_addr().expect("local address")
+}
+
+/// Closes `stream` with a reset instead of a FIN: SO_LINGER with a zero timeout, then
+/// close. The peer's next read or write fails with ECONNRESET.
+pub fn reset(stream: TcpStream) {
+    SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("set SO_LINGER 0");
+    drop(stream);
+}
+
+/// How long a probe connect to a [`Blackhole`] waits before calling it dropped.
+const BLACKHOLE_PROBE: Duration = Duration::from_millis(300);
+
+/// A loopback address that swallows connects: they neither succeed nor fail. It is a
+/// listener with a backlog of 0 whose accept queue is filled and never accepted from;
+/// Linux drops every further SYN while that queue is full, so the connecting side keeps
+/// retransmitting until its own timeout.
+pub struct Blackhole {
+    addr: SocketAddr,
+    _listener: Socket,
+    _fillers: Vec<TcpStream>,
+}
+
+impl Blackhole {
+    /// Panics unless a probe connect really hangs.
+    pub fn open() -> Blackhole {
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a TCP socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        listener.bind(&any.into()).expect("bind the blackhole");
+        listener.listen(0).expect("listen");
+        let addr = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("local address");
+        let mut fillers = Vec::new();
+        // Bounded: a backlog of 0 admits one connection, some kernels a few.
+        for _ in 0..8 {
+            match TcpStream::connect_timeout(&addr, BLACKHOLE_PROBE) {
+                Ok(s) => fillers.push(s),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Blackhole {
+                        addr,
+                        _listener: listener,
+                        _fillers: fillers,
+                    }
+                }
+                Err(e) => panic!("probe connect to the blackhole {addr}: {e}"),
+            }
+        }
+        panic!("{addr} still accepts connections after 8: not a blackhole");
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
 }

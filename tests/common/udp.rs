@@ -345,7 +345,7 @@ pub fn udp_sockets() -> Vec<SocketAddr> {
 
 /// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6), as /proc/net prints them:
 /// the address as 32-bit words in host byte order.
-fn parse_proc_addr(s: &str) -> Option<SocketAddr> {
+pub(super) fn parse_proc_addr(s: &str) -> Option<SocketAddr> {
     let (ip, port) = s.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     let mut bytes = Vec::with_capacity(16);

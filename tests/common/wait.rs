@@ -89,3 +89,12 @@ pub fn read_exact_vec(stream: &mut impl Read, n: usize) -> io::Result<Vec<u8>> {
     stream.read_exact(&mut buf)?;
     Ok(buf)
 }
+
+/// Whether the peer still holds the connection open (no EOF, no reset, nothing to read).
+pub fn still_open(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8];
+    let open = matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).unwrap();
+    open
+}
