@@ -20,7 +20,8 @@ use crate::policy::{NetSet, Policy, Users};
 use crate::resolve::ResolverConfig;
 pub use settings::Settings;
 use source::{KeyPath, Source};
-use values::{LogLevel, LogTarget, Secs};
+pub use values::LogTarget;
+use values::{LogLevel, Secs};
 
 /// Descriptors kept free for listeners, resolver sockets, logs and the like.
 const RESERVED_FDS: u64 = 64;

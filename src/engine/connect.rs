@@ -6,11 +6,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use super::admission::apply_egress;
 use super::conn::{Phase, Plan};
 use super::ring::{Completion, Fd};
-use super::shard::Shard;
+use super::shard::{ticks_for, Shard};
 use super::sys;
 use super::token::{Op, Token};
 use crate::policy::order;
@@ -121,8 +122,12 @@ impl Shard {
             let sock = match sock {
                 Ok(sock) => sock,
                 Err(e) => {
-                    log::warn!("outbound socket for {addr}: {e}");
                     plan.last_error = ReplyCode::from_io_error(&e);
+                    if self.clock >= self.quiet_until {
+                        // Out of descriptors, every client would log this: once a second.
+                        log::warn!("outbound socket for {addr}: {e} (repeats muted for 1 s)");
+                        self.quiet_until = self.clock + ticks_for(Duration::from_secs(1));
+                    }
                     continue;
                 }
             };

@@ -172,6 +172,8 @@ pub struct Server {
     threads: Vec<JoinHandle<io::Result<()>>>,
     /// One message per shard that has finished its loop.
     finished: mpsc::Receiver<()>,
+    /// Shards whose end has not been seen on `finished`.
+    running: usize,
     resolver: Resolver,
     shared: Arc<Shared>,
     stats: Vec<Arc<ShardStats>>,
@@ -251,6 +253,7 @@ impl Server {
             mailboxes: Vec::new(),
             threads: Vec::new(),
             finished,
+            running: 0,
             resolver,
             shared: shared.clone(),
             stats: stats.clone(),
@@ -271,6 +274,7 @@ impl Server {
                 })
                 .map_err(|e| StartError(format!("cannot spawn shard thread: {e}")))?;
             server.threads.push(thread);
+            server.running += 1;
         }
         drop(ready_tx);
         let mut failure = None;
@@ -316,23 +320,34 @@ impl Server {
             .store(Arc::new(Active { policy, rejects }));
     }
 
-    /// Stops accepting and lets open sessions finish for up to `timeout`, then ends the
-    /// rest. Returns whether every session finished by itself.
-    pub fn drain(&mut self, timeout: Duration) -> bool {
+    /// Stops accepting (listeners close, so a balancer moves new clients elsewhere);
+    /// open sessions go on, and each shard ends when its last session does.
+    pub fn begin_drain(&self) {
         for mailbox in &self.mailboxes {
             mailbox.post(Message::Drain);
         }
+    }
+
+    /// Waits up to `timeout` for every shard to end; true when they all have.
+    pub fn wait_finished(&mut self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
-        let mut left = self.threads.len();
-        while left > 0 {
+        while self.running > 0 {
             let wait = deadline.saturating_duration_since(std::time::Instant::now());
             match self.finished.recv_timeout(wait) {
-                Ok(()) => left -= 1,
-                Err(_) => break,
+                Ok(()) => self.running -= 1,
+                Err(_) => return false,
             }
         }
+        true
+    }
+
+    /// Drains for up to `timeout`, then ends what is left. True if every session
+    /// finished by itself.
+    pub fn drain(&mut self, timeout: Duration) -> bool {
+        self.begin_drain();
+        let clean = self.wait_finished(timeout);
         self.stop();
-        left == 0
+        clean
     }
 
     /// Stops accepting, closes every session and waits for the shards to finish.

@@ -132,6 +132,17 @@ impl Shard {
             let conn = &mut self.conns[slot];
             let pipe = conn.pipe(dir);
             match (pipe.recv, source) {
+                (RecvState::Idle, Some(_))
+                    if !pipe.eof
+                        && pipe.queued < high_water
+                        && !self.starved.is_empty()
+                        && !self.rearming =>
+                {
+                    // Receives waiting for buffers go first: queue behind them, or the
+                    // busiest sessions would keep taking every buffer that comes back.
+                    pipe.recv = RecvState::Starved;
+                    self.starved.push_back(token);
+                }
                 (RecvState::Idle, Some(fd)) if !pipe.eof && pipe.queued < high_water => {
                     pipe.recv = RecvState::Armed;
                     conn.inflight += 1;
@@ -267,11 +278,13 @@ impl Shard {
     }
 
     /// Re-arms receives that ran out of buffers, oldest first, while buffers are back.
+    /// At most as many as there are free buffers, so the ones re-armed get them.
     pub(super) fn rearm_starved(&mut self) {
-        let reserve = (self.pool.entries() as u32 / 8).max(1);
-        while self.pool.available() >= reserve {
+        let mut budget = self.pool.available();
+        self.rearming = true;
+        while budget > 0 {
             let Some(token) = self.starved.pop_front() else {
-                return;
+                break;
             };
             if !self.is_live(token) {
                 continue;
@@ -285,9 +298,11 @@ impl Shard {
             let pipe = self.conns[slot].pipe(dir);
             if pipe.recv == RecvState::Starved {
                 pipe.recv = RecvState::Idle;
+                budget -= 1;
                 self.progress(slot);
             }
         }
+        self.rearming = false;
     }
 }
 

@@ -97,6 +97,8 @@ pub struct Shard {
     pub(super) shared: Arc<Shared>,
     /// Receives that ran out of buffers, re-armed as buffers come back.
     pub(super) starved: VecDeque<Token>,
+    /// Set while starved receives are being re-armed, so they arm instead of queueing.
+    pub(super) rearming: bool,
     /// Sockets to close once the submissions queued so far (cancellations naming their
     /// descriptors) have reached the kernel, so a descriptor number is never reused
     /// while a cancellation for it is still queued.
@@ -109,8 +111,10 @@ pub struct Shard {
     epoch: Instant,
     /// The current tick and instant, read once per loop turn before completions are
     /// handled, so deadlines set while handling them count from now.
-    clock: Tick,
+    pub(super) clock: Tick,
     pub(super) instant: Instant,
+    /// Repeated warnings stay quiet until this tick.
+    pub(super) quiet_until: Tick,
 }
 
 pub(super) fn ticks_for(d: Duration) -> Tick {
@@ -166,6 +170,7 @@ impl Shard {
             mailbox,
             shared,
             starved: VecDeque::new(),
+            rearming: false,
             deferred_close: Vec::new(),
             udp_starved: VecDeque::new(),
             stopping: false,
@@ -173,6 +178,7 @@ impl Shard {
             epoch: Instant::now(),
             clock: 0,
             instant: Instant::now(),
+            quiet_until: 0,
         })
     }
 
