@@ -180,14 +180,17 @@ fn users_file_skips_comments_and_blank_lines() {
     }
 }
 
-/// The server exits with status 0 on `sig`, even with a session open.
-fn stops_cleanly_on(sig: Signal) {
-    let mut server = Server::start(&[]);
+/// The server exits with status 0 on `sig` (sent `times` times), even with a session
+/// open: SIGTERM drains for up to --drain-timeout, a second SIGINT stops at once.
+fn stops_cleanly_on(sig: Signal, times: usize) {
+    let mut server = Server::start(&["--drain-timeout", "1"]);
     let target = Target::bind("127.0.0.1:0");
     let mut client = socks::socks5_tunnel(server.addr(), target.addr(), None);
     let (mut far, _) = target.accept();
     socks::exchange(&mut client, &mut far, "before the signal");
-    server.signal(sig);
+    for _ in 0..times {
+        server.signal(sig);
+    }
     let status = server
         .wait_exit(EXIT_TIMEOUT)
         .unwrap_or_else(|| panic!("still running {EXIT_TIMEOUT:?} after {sig}"));
@@ -198,10 +201,10 @@ fn stops_cleanly_on(sig: Signal) {
 
 #[test]
 fn sigterm_stops_the_server_cleanly() {
-    stops_cleanly_on(Signal::SIGTERM);
+    stops_cleanly_on(Signal::SIGTERM, 1);
 }
 
 #[test]
-fn sigint_stops_the_server_cleanly() {
-    stops_cleanly_on(Signal::SIGINT);
+fn sigint_twice_stops_the_server_cleanly() {
+    stops_cleanly_on(Signal::SIGINT, 2);
 }
