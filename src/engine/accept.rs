@@ -69,7 +69,7 @@ impl Shard {
             if !self.stopping {
                 self.stats.limit_hit(Limit::Sessions);
             }
-            self.ring.close_fixed(fixed, Token::new(Op::Ignore, 0, 0));
+            self.ring.close_fixed(fixed);
             return;
         }
         self.start_session(fixed, i);
@@ -113,7 +113,7 @@ impl Shard {
             listener: listener as u16,
             target: None,
             peer: None,
-            scratch,
+            scratch: Some(scratch),
             out_len: 0,
             handshake: Some(Box::new(Handshake::new(HandshakeConfig { auth_required }))),
             plan: None,
@@ -148,7 +148,9 @@ impl Shard {
     pub(super) fn on_peer_name(&mut self, slot: usize, c: Completion) {
         let conn = &mut self.conns[slot];
         if c.result > 0 {
-            conn.peer = self.scratch.peer_addr(conn.scratch, c.result as usize);
+            if let Some(id) = conn.scratch {
+                conn.peer = self.scratch.peer_addr(id, c.result as usize);
+            }
         } else {
             log::debug!(
                 "SO_PEERNAME failed: {}",

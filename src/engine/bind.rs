@@ -59,7 +59,11 @@ impl Shard {
         }
         conn.phase = Phase::BindWait;
         conn.inflight += 1;
-        self.ring.accept_one(fd, &self.scratch, conn.scratch, token);
+        let Some(id) = conn.scratch else {
+            self.reject(slot, ReplyCode::GeneralFailure);
+            return;
+        };
+        self.ring.accept_one(fd, &self.scratch, id, token);
         self.flush_handshake(slot);
         let at = self.now() + self.ticks.connect;
         self.set_deadline(slot, at);
@@ -103,7 +107,7 @@ impl Shard {
         };
         // One connection only.
         conn.bind_listener = None;
-        let peer = self.scratch.accepted_peer(conn.scratch);
+        let peer = conn.scratch.and_then(|id| self.scratch.accepted_peer(id));
         let allowed = match (&conn.plan, peer) {
             (Some(plan), Some(peer)) => bind::peer_allowed(&plan.addrs, peer.ip()),
             _ => false,

@@ -4,6 +4,12 @@
 //! pool tracks which buffers userspace holds (handed out by a completion, not yet given
 //! back), so a buffer is readable only while the kernel cannot write to it, and giving one
 //! back twice is ignored instead of corrupting the ring.
+//!
+//! The kernel takes ring entries in order, so a ring holding every buffer would cycle
+//! through all of them: every buffer's memory gets touched (resident) and none stays
+//! in cache. Instead the ring holds a window of buffers, refilled from a stack of the
+//! most recently returned ones: the same few hot buffers serve a light load, and the
+//! window doubles whenever the ring runs dry while buffers are spare.
 
 use std::io;
 use std::ptr::NonNull;
@@ -34,7 +40,18 @@ pub struct BufRing {
     /// One bit per buffer: set while userspace holds it.
     held: Vec<u64>,
     held_count: u32,
+    /// Returned buffers not in the ring yet, most recent last.
+    spare: Vec<u16>,
+    /// Buffers published in the ring and not yet taken by a completion.
+    in_ring: u32,
+    /// How many buffers the ring is kept filled to.
+    window: u32,
+    /// A receive found the ring empty since the last publish.
+    ran_dry: bool,
 }
+
+/// The ring's first window: enough for the receives of a few busy sessions.
+const FIRST_WINDOW: u32 = 64;
 
 impl BufRing {
     /// Maps `entries` buffers of `buf_size` bytes (memory is touched only when used) and
@@ -70,8 +87,13 @@ impl BufRing {
             published: 0,
             held: vec![u64::MAX; (entries as usize).div_ceil(64)],
             held_count: entries as u32,
+            spare: Vec::with_capacity(entries as usize),
+            in_ring: 0,
+            window: FIRST_WINDOW.min(entries as u32),
+            ran_dry: false,
         };
-        for bid in 0..entries {
+        // Lowest ids on top of the stack, used first.
+        for bid in (0..entries).rev() {
             pool.give_back(bid);
         }
         pool.publish();
@@ -108,6 +130,7 @@ impl BufRing {
         }
         self.held[bid as usize / 64] |= 1 << (bid % 64);
         self.held_count += 1;
+        self.in_ring = self.in_ring.saturating_sub(1);
         true
     }
 
@@ -147,7 +170,7 @@ impl BufRing {
         true
     }
 
-    /// Returns a held buffer to the ring (visible to the kernel after [`BufRing::publish`]).
+    /// Returns a held buffer to the pool (the ring gets it at a [`BufRing::publish`]).
     pub fn give_back(&mut self, bid: u16) {
         if !self.is_held(bid) {
             debug_assert!(false, "buffer {bid} given back twice");
@@ -155,20 +178,38 @@ impl BufRing {
         }
         self.held[bid as usize / 64] &= !(1 << (bid % 64));
         self.held_count -= 1;
-        let idx = (self.tail & self.mask) as usize;
-        // SAFETY: `idx` < entries, so the entry lies inside the ring mapping; the kernel
-        // reads entries only below the published tail, and this one is beyond it.
-        unsafe {
-            let entry = &mut *(self.ring.addr() as *mut BufRingEntry).add(idx);
-            entry.set_addr(self.bufs.addr().add(bid as usize * self.buf_size as usize) as u64);
-            entry.set_len(self.buf_size);
-            entry.set_bid(bid);
-        }
-        self.tail = self.tail.wrapping_add(1);
+        self.spare.push(bid);
     }
 
-    /// Makes every buffer given back so far visible to the kernel.
+    /// A receive found the ring empty: the window grows at the next publish.
+    pub fn ran_dry(&mut self) {
+        self.ran_dry = true;
+    }
+
+    /// Tops the ring up to its window from the most recently returned buffers, and makes
+    /// them visible to the kernel.
     pub fn publish(&mut self) {
+        if self.ran_dry && !self.spare.is_empty() {
+            self.window = (self.window * 2).min(self.entries as u32);
+        }
+        self.ran_dry = false;
+        while self.in_ring < self.window {
+            let Some(bid) = self.spare.pop() else {
+                break;
+            };
+            let idx = (self.tail & self.mask) as usize;
+            // SAFETY: `idx` < entries, so the entry lies inside the ring mapping; the
+            // kernel reads entries only below the published tail, and this one is beyond
+            // it. The buffer is not held, so nothing reads it while the kernel may write.
+            unsafe {
+                let entry = &mut *(self.ring.addr() as *mut BufRingEntry).add(idx);
+                entry.set_addr(self.bufs.addr().add(bid as usize * self.buf_size as usize) as u64);
+                entry.set_len(self.buf_size);
+                entry.set_bid(bid);
+            }
+            self.tail = self.tail.wrapping_add(1);
+            self.in_ring += 1;
+        }
         if self.published == self.tail {
             return;
         }

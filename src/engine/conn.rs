@@ -110,17 +110,25 @@ pub struct Plan {
     pub addrs: Addrs,
     pub next: usize,
     pub port: u16,
-    /// Sockets of connect attempts, by attempt index (the `aux` of their tokens); `None`
-    /// once an attempt has ended.
-    pub attempts: Vec<Option<Socket>>,
+    /// Connect attempts, by index (the `aux` of their tokens); `None` once ended.
+    pub attempts: Vec<Option<Attempt>>,
     /// Attempts in flight.
     pub running: u8,
     /// The reply if every attempt fails: the last failure seen.
     pub last_error: crate::proto::ReplyCode,
     /// When the next attempt starts if none has succeeded by then.
     pub next_at: Tick,
-    /// When attempts still in flight are given up even if their timeouts did not fire.
-    pub backstop: Tick,
+}
+
+/// One outbound connect in flight.
+#[derive(Debug)]
+pub struct Attempt {
+    pub sock: Socket,
+    pub addr: SocketAddr,
+    /// When it times out (the connect timeout after it started).
+    pub expires: Tick,
+    /// Its connect is being cancelled (timed out).
+    pub cancelled: bool,
 }
 
 impl Plan {
@@ -133,7 +141,6 @@ impl Plan {
             running: 0,
             last_error: crate::proto::ReplyCode::HostUnreachable,
             next_at: 0,
-            backstop: 0,
         }
     }
 }
@@ -206,7 +213,9 @@ pub struct Conn {
     pub listener: u16,
     pub target: Option<Socket>,
     pub peer: Option<SocketAddr>,
-    pub scratch: ScratchId,
+    /// The scratch block, released once the handshake replies are out (UDP
+    /// associations keep it for the reply address).
+    pub scratch: Option<ScratchId>,
     /// Bytes of the scratch reply area used so far.
     pub out_len: u8,
     pub handshake: Option<Box<Handshake>>,
@@ -240,5 +249,20 @@ impl Conn {
             Dir::Up => &mut self.up,
             Dir::Down => &mut self.down,
         }
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "Conn {} Meta {} Pipe {} Handshake {} Plan {}",
+            std::mem::size_of::<super::Conn>(),
+            std::mem::size_of::<super::Meta>(),
+            std::mem::size_of::<super::Pipe>(),
+            std::mem::size_of::<crate::proto::Handshake>(),
+            std::mem::size_of::<super::Plan>()
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use super::admission::apply_egress;
-use super::conn::{Phase, Plan};
+use super::conn::{Attempt, Phase, Plan};
 use super::ring::{Completion, Fd};
 use super::shard::{ticks_for, Shard};
 use super::sys;
@@ -133,22 +133,18 @@ impl Shard {
             };
             let attempt = plan.attempts.len() as u16;
             let fd = Fd::Raw(sock.as_raw_fd());
-            plan.attempts.push(Some(sock));
+            plan.attempts.push(Some(Attempt {
+                sock,
+                addr,
+                expires: now + self.ticks.connect,
+                cancelled: false,
+            }));
             plan.running += 1;
-            conn.inflight += 2;
+            plan.next_at = now + self.ticks.attempt_delay;
+            conn.inflight += 1;
             let token = Token::with_aux(Op::Connect, slot as u32, generation, attempt);
-            let timeout = Token::with_aux(Op::ConnectTimeout, slot as u32, generation, attempt);
-            self.ring.connect(fd, addr, token, timeout);
-            let plan = self.conns[slot].plan.as_mut().expect("checked above");
-            // The linked timeouts end the attempts; the backstop only backs them up.
-            plan.backstop = now + self.ticks.connect + 2;
-            let at = if plan.next < plan.addrs.len() {
-                plan.next_at = now + self.ticks.attempt_delay;
-                plan.next_at
-            } else {
-                plan.backstop
-            };
-            self.set_deadline(slot, at);
+            self.ring.connect(fd, addr, token);
+            self.connect_wake(slot);
             return true;
         }
     }
@@ -159,7 +155,9 @@ impl Shard {
         let Some(plan) = self.conns[slot].plan.as_mut() else {
             return;
         };
-        let Some(sock) = plan.attempts.get_mut(attempt).and_then(Option::take) else {
+        let Some(Attempt { sock, addr, .. }) =
+            plan.attempts.get_mut(attempt).and_then(Option::take)
+        else {
             return;
         };
         plan.running = plan.running.saturating_sub(1);
@@ -167,12 +165,9 @@ impl Shard {
             self.deferred_close.push(sock);
             return;
         }
-        let addr = plan
-            .addrs
-            .get(attempt)
-            .map(|&ip| SocketAddr::new(ip, plan.port));
+        let addr = Some(addr);
         if c.result < 0 {
-            // ECANCELED here means the linked timeout fired.
+            // ECANCELED here means the attempt timed out (see connect_deadline).
             plan.last_error = if c.result == -libc::ECANCELED {
                 ReplyCode::TtlExpired
             } else {
@@ -238,14 +233,35 @@ impl Shard {
         let Some(plan) = conn.plan.as_mut() else {
             return;
         };
-        for sock in plan.attempts.iter_mut().filter_map(Option::take) {
+        for attempt in plan.attempts.iter_mut().filter_map(Option::take) {
             conn.inflight += 1;
-            self.ring.cancel_fd(Fd::Raw(sock.as_raw_fd()), cancel);
-            self.deferred_close.push(sock);
+            self.ring
+                .cancel_fd(Fd::Raw(attempt.sock.as_raw_fd()), cancel);
+            self.deferred_close.push(attempt.sock);
         }
     }
 
-    /// The connection attempt delay passed, or the attempts outlived their timeouts.
+    /// Sets the session's deadline to the next thing due while connecting: the next
+    /// attempt's start, or the earliest timeout of one in flight.
+    fn connect_wake(&mut self, slot: usize) {
+        let now = self.now();
+        let Some(plan) = self.conns[slot].plan.as_ref() else {
+            return;
+        };
+        let next = (plan.next < plan.addrs.len()).then_some(plan.next_at);
+        let expiry = plan
+            .attempts
+            .iter()
+            .flatten()
+            .filter(|a| !a.cancelled)
+            .map(|a| a.expires)
+            .min();
+        // Everything in flight is being cancelled: look again shortly.
+        let at = next.into_iter().chain(expiry).min().unwrap_or(now + 2);
+        self.set_deadline(slot, at);
+    }
+
+    /// The connection attempt delay passed, or attempts reached the connect timeout.
     pub(super) fn connect_deadline(&mut self, slot: usize) {
         let now = self.now();
         let Some(plan) = self.conns[slot].plan.as_ref() else {
@@ -254,18 +270,26 @@ impl Shard {
         if plan.next < plan.addrs.len() && plan.next_at <= now && self.start_attempt(slot) {
             return;
         }
-        let plan = self.conns[slot].plan.as_ref().expect("checked above");
+        let cancel = self.token(slot, Op::Cancel);
+        let conn = &mut self.conns[slot];
+        let Some(plan) = conn.plan.as_mut() else {
+            return;
+        };
+        for attempt in plan.attempts.iter_mut().flatten() {
+            if !attempt.cancelled && attempt.expires <= now {
+                // Its connect completes with ECANCELED, answered as a timeout.
+                attempt.cancelled = true;
+                conn.inflight += 1;
+                self.ring
+                    .cancel_fd(Fd::Raw(attempt.sock.as_raw_fd()), cancel);
+            }
+        }
         if plan.running == 0 {
             let code = plan.last_error;
             self.connect_finished(slot);
             self.reject(slot, code);
-        } else if plan.backstop <= now {
-            // The linked timeouts should have ended these attempts already.
-            self.cancel_attempts(slot);
-            self.reject(slot, ReplyCode::TtlExpired);
         } else {
-            let at = plan.backstop;
-            self.set_deadline(slot, at);
+            self.connect_wake(slot);
         }
     }
 }

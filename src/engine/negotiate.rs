@@ -79,7 +79,10 @@ impl Shard {
             return;
         }
         let at = conn.out_len as usize;
-        if !self.scratch.write_out(conn.scratch, at, &self.out) {
+        let written = conn
+            .scratch
+            .is_some_and(|id| self.scratch.write_out(id, at, &self.out));
+        if !written {
             // Cannot happen: a handshake's replies fit OUT_CAP.
             debug_assert!(false, "handshake replies overflow the reply area");
             self.begin_close(slot, CloseReason::HandshakeError);

@@ -60,6 +60,7 @@ impl Shard {
             libc::ENOBUFS => {
                 pipe.recv = RecvState::Starved;
                 self.starved.push_back(token);
+                self.pool.ran_dry();
                 self.stats.buffers_exhausted(Pool::Relay);
             }
             libc::ECANCELED => {}
@@ -102,8 +103,19 @@ impl Shard {
         front.advance(n);
         pipe.queued -= n;
         if front.len() == 0 {
-            if let Some(Seg::Buf { bid, .. }) = pipe.segs.pop_front() {
-                self.pool.give_back(bid);
+            match pipe.segs.pop_front() {
+                Some(Seg::Buf { bid, .. }) => self.pool.give_back(bid),
+                Some(Seg::Out { .. }) => {
+                    // The last handshake reply is out: a relaying session needs no
+                    // scratch block any more (an idle session holds only its state).
+                    let more = matches!(pipe.segs.front(), Some(Seg::Out { .. }));
+                    if !more && conn.phase == Phase::Relay {
+                        if let Some(id) = conn.scratch.take() {
+                            self.scratch.release(id);
+                        }
+                    }
+                }
+                None => {}
             }
         }
         conn.last_active = now;
@@ -201,14 +213,18 @@ impl Shard {
                         self.begin_close(slot, side_error(opposite(dir)));
                     }
                 }
-                Seg::Out { off, len } => self.ring.send_out(
-                    sink,
-                    &self.scratch,
-                    scratch,
-                    off as usize,
-                    len as usize,
-                    token,
-                ),
+                Seg::Out { off, len } => match scratch {
+                    Some(id) => {
+                        let (off, len) = (off as usize, len as usize);
+                        self.ring.send_out(sink, &self.scratch, id, off, len, token)
+                    }
+                    None => {
+                        let conn = &mut self.conns[slot];
+                        conn.inflight -= 1;
+                        conn.pipe(dir).sending = false;
+                        self.begin_close(slot, CloseReason::HandshakeError);
+                    }
+                },
             }
         }
     }
@@ -218,19 +234,15 @@ impl Shard {
     pub(super) fn drive_relay(&mut self, slot: usize) {
         for dir in [Dir::Up, Dir::Down] {
             let sink = self.sink(slot, dir);
-            let shut_op = if dir == Dir::Up {
-                Op::ShutTarget
-            } else {
-                Op::ShutClient
-            };
-            let token = self.token(slot, shut_op);
             let conn = &mut self.conns[slot];
+            // The direction that finishes last needs no shutdown: closing both sockets,
+            // which follows at once, sends its FIN.
+            let last = conn.pipe(opposite(dir)).shut;
             let pipe = conn.pipe(dir);
             if pipe.eof && pipe.segs.is_empty() && !pipe.sending && !pipe.shut {
                 pipe.shut = true;
-                if let Some(fd) = sink {
-                    conn.inflight += 1;
-                    self.ring.shutdown_write(fd, token);
+                if let (Some(fd), false) = (sink, last) {
+                    self.ring.shutdown_write(fd);
                 }
             }
         }
@@ -243,7 +255,6 @@ impl Shard {
     /// After a failure reply: discard input, shut our side once the reply is out, and
     /// close when the client does (or the linger deadline passes).
     pub(super) fn drive_linger(&mut self, slot: usize) {
-        let token = self.token(slot, Op::ShutClient);
         let conn = &mut self.conns[slot];
         for seg in conn.up.segs.drain(..) {
             if let Seg::Buf { bid, .. } = seg {
@@ -253,8 +264,7 @@ impl Shard {
         conn.up.queued = 0;
         if conn.down.segs.is_empty() && !conn.down.sending && !conn.down.shut {
             conn.down.shut = true;
-            conn.inflight += 1;
-            self.ring.shutdown_write(Fd::Fixed(conn.client), token);
+            self.ring.shutdown_write(Fd::Fixed(conn.client));
         }
         if conn.up.eof {
             self.begin_close(slot, CloseReason::Rejected);

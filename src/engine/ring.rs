@@ -68,10 +68,11 @@ impl Completion {
 
 const SEND_FLAGS: i32 = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
 
+/// The token of operations nobody waits for.
+const IGNORE: Token = Token(0);
+
 pub struct Ring {
     uring: IoUring,
-    /// The connect timeout, read by the kernel when a linked timeout is submitted.
-    connect_timeout: Box<types::Timespec>,
     /// The shape of every multishot datagram receive: room for an IPv6 source address,
     /// no control data.
     recvmsg: Box<libc::msghdr>,
@@ -103,12 +104,7 @@ impl Ring {
     /// A ring for one shard thread: only this thread submits (SINGLE_ISSUER), completions
     /// are processed when it asks (DEFER_TASKRUN), no interrupts for task work
     /// (COOP_TASKRUN), and a direct-descriptor table of `files` slots.
-    pub fn new(
-        sq_entries: u32,
-        cq_entries: u32,
-        files: u32,
-        connect_timeout: Duration,
-    ) -> io::Result<Ring> {
+    pub fn new(sq_entries: u32, cq_entries: u32, files: u32) -> io::Result<Ring> {
         let uring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
@@ -121,11 +117,6 @@ impl Ring {
         let _ = uring.submitter().register_ring_fd();
         Ok(Ring {
             uring,
-            connect_timeout: Box::new(
-                types::Timespec::new()
-                    .sec(connect_timeout.as_secs())
-                    .nsec(connect_timeout.subsec_nanos()),
-            ),
             addrs: Box::new([[0; ADDR_CAP]; ADDR_ARENA]),
             addrs_used: 0,
             recvmsg: Box::new({
@@ -262,31 +253,19 @@ impl Ring {
         self.push(&[e]);
     }
 
-    /// Connects to `addr`, failing with ECANCELED after the connect timeout (the linked
-    /// timeout completes with `timeout_token`).
-    pub fn connect(
-        &mut self,
-        fd: Fd,
-        addr: std::net::SocketAddr,
-        token: Token,
-        timeout_token: Token,
-    ) {
+    /// Connects to `addr`. Its timeout is the shard's (timer wheel, then a cancel): a
+    /// linked timeout would cost a submission and a completion on every connect.
+    pub fn connect(&mut self, fd: Fd, addr: std::net::SocketAddr, token: Token) {
         if self.addrs_used == ADDR_ARENA {
             self.flush();
         }
-        self.reserve(2);
         let (raw, len) = super::sockaddr::encode(addr);
         let slot = &mut self.addrs[self.addrs_used];
         *slot = raw;
         let ptr = slot.as_ptr() as *const libc::sockaddr;
         self.addrs_used += 1;
-        let connect = on_fd!(fd, |f| opcode::Connect::new(f, ptr, len).build())
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(token.0);
-        let timeout = opcode::LinkTimeout::new(&*self.connect_timeout)
-            .build()
-            .user_data(timeout_token.0);
-        self.push(&[connect, timeout]);
+        let e = on_fd!(fd, |f| opcode::Connect::new(f, ptr, len).build()).user_data(token.0);
+        self.push(&[e]);
     }
 
     /// getsockopt(SO_PEERNAME) into the scratch block; the result is the address length.
@@ -313,8 +292,11 @@ impl Ring {
         self.push(&[e]);
     }
 
-    pub fn shutdown_write(&mut self, fd: Fd, token: Token) {
-        let e = on_fd!(fd, |f| opcode::Shutdown::new(f, libc::SHUT_WR).build()).user_data(token.0);
+    /// SHUT_WR; only a failure completes (nothing waits for it, nor holds memory).
+    pub fn shutdown_write(&mut self, fd: Fd) {
+        let e = on_fd!(fd, |f| opcode::Shutdown::new(f, libc::SHUT_WR).build())
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(IGNORE.0);
         self.push(&[e]);
     }
 
@@ -411,11 +393,26 @@ impl Ring {
         self.push(&[e]);
     }
 
+    /// Closes a regular descriptor this ring now owns; only a failure completes.
+    pub fn close_raw(&mut self, fd: RawFd) {
+        let e = opcode::Close::new(types::Fd(fd))
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(IGNORE.0);
+        self.push(&[e]);
+    }
+
+    /// Submits what is queued without waiting (the last closes before a shard ends).
+    pub fn submit_now(&mut self) {
+        self.flush();
+    }
+
     /// Closes a direct descriptor (regular descriptors are closed by dropping their owner).
-    pub fn close_fixed(&mut self, index: u32, token: Token) {
+    pub fn close_fixed(&mut self, index: u32) {
         let e = opcode::Close::new(types::Fixed(index))
             .build()
-            .user_data(token.0);
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(IGNORE.0);
         self.push(&[e]);
     }
 }

@@ -131,7 +131,7 @@ impl Shard {
     ) -> io::Result<Shard> {
         let cfg = &shared.config;
         let sq = 4096;
-        let ring = Ring::new(sq, sq * 4, cfg.files_per_shard, cfg.connect_timeout)?;
+        let ring = Ring::new(sq, sq * 4, cfg.files_per_shard)?;
         let pool = BufRing::new(&ring.submitter(), 0, cfg.buffer_count, cfg.buffer_size)?;
         let udp_pool = BufRing::new(
             &ring.submitter(),
@@ -226,6 +226,7 @@ impl Shard {
                 break;
             }
         }
+        self.ring.submit_now();
         let _ = self.pool.unregister(&self.ring.submitter());
         let _ = self.udp_pool.unregister(&self.ring.submitter());
         Ok(())
@@ -277,7 +278,7 @@ impl Shard {
             Op::UdpRecv => self.on_udp_recv(slot, c),
             Op::UdpSend => self.on_udp_send(slot, c),
             Op::InstallFd => self.on_install_fd(slot, c),
-            Op::ConnectTimeout | Op::Cancel | Op::ShutClient | Op::ShutTarget => {}
+            Op::Cancel => {}
             Op::Accept | Op::Wake | Op::Ignore => {}
         }
         self.progress(slot);

@@ -3,13 +3,13 @@
 //! completion would receive someone else's bytes. The session's counters and access-log
 //! line are written when it is freed.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::sync::atomic::Ordering;
 
 use super::conn::{Conn, Phase, Seg};
 use super::ring::Fd;
 use super::shard::Shard;
-use super::token::{Op, Token};
+use super::token::Op;
 use crate::proto::ReplyCode;
 use crate::telemetry::{AccessEntry, CloseReason};
 
@@ -43,8 +43,12 @@ impl Shard {
 
     /// Frees a closing session whose last completion has arrived.
     pub(super) fn free(&mut self, slot: usize) {
-        let conn = self.conns.remove(slot);
+        let mut conn = self.conns.remove(slot);
         debug_assert_eq!(conn.inflight, 0);
+        if let Some(target) = conn.target.take() {
+            // Closed by the ring with the turn's other submissions: no system call here.
+            self.ring.close_raw(target.into_raw_fd());
+        }
         for seg in conn.up.segs.iter().chain(conn.down.segs.iter()) {
             if let Seg::Buf { bid, .. } = *seg {
                 self.pool.give_back(bid);
@@ -55,9 +59,10 @@ impl Shard {
                 self.udp_pool.give_back(bid);
             }
         }
-        self.ring
-            .close_fixed(conn.client, Token::new(Op::Ignore, 0, 0));
-        self.scratch.release(conn.scratch);
+        self.ring.close_fixed(conn.client);
+        if let Some(id) = conn.scratch {
+            self.scratch.release(id);
+        }
         self.gens[slot] = self.gens[slot].wrapping_add(1);
         self.shared.active.fetch_sub(1, Ordering::Relaxed);
         self.record_session(conn);

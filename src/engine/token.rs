@@ -29,12 +29,8 @@ pub enum Op {
     /// Send to the client / the target.
     SendClient,
     SendTarget,
-    /// Outbound connect and its linked timeout.
+    /// Outbound connect.
     Connect,
-    ConnectTimeout,
-    /// SHUT_WR toward the client / the target.
-    ShutClient,
-    ShutTarget,
     /// Cancellation requests (their own completions).
     Cancel,
     /// Completions nobody waits for (close of a freed connection).
@@ -50,7 +46,7 @@ pub enum Op {
     InstallFd,
 }
 
-const OPS: [Op; 18] = [
+const OPS: [Op; 15] = [
     Op::Accept,
     Op::Accept,
     Op::Wake,
@@ -60,9 +56,6 @@ const OPS: [Op; 18] = [
     Op::SendClient,
     Op::SendTarget,
     Op::Connect,
-    Op::ConnectTimeout,
-    Op::ShutClient,
-    Op::ShutTarget,
     Op::Cancel,
     Op::Ignore,
     Op::BindAccept,

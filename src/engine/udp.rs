@@ -179,7 +179,9 @@ impl Shard {
         assoc.client_sock = Some(sock);
         if let Some(declared) = assoc.matcher.declared() {
             assoc.reply_to = Some(declared);
-            assoc.reply_len = self.scratch.set_reply_addr(conn.scratch, declared);
+            if let Some(id) = conn.scratch {
+                assoc.reply_len = self.scratch.set_reply_addr(id, declared);
+            }
         }
         conn.meta.outbound = Some(bound);
         conn.meta.reply = Some(ReplyCode::Succeeded);
@@ -251,6 +253,7 @@ impl Shard {
                 libc::ENOBUFS => {
                     assoc.recv[i] = RecvState::Starved;
                     self.udp_starved.push_back(c.token);
+                    self.udp_pool.ran_dry();
                     self.stats.buffers_exhausted(Pool::Udp);
                 }
                 libc::ECANCELED => {}
@@ -298,7 +301,9 @@ impl Shard {
         }
         if assoc.reply_to != Some(src) {
             assoc.reply_to = Some(src);
-            assoc.reply_len = self.scratch.set_reply_addr(conn.scratch, src);
+            if let Some(id) = conn.scratch {
+                assoc.reply_len = self.scratch.set_reply_addr(id, src);
+            }
         }
         let datagram = self.udp_pool.data(bid, off as u32, len as u32);
         let Outbound { dest, payload } = match association::client_datagram(datagram) {
@@ -457,7 +462,7 @@ impl Shard {
             self.udp_drop(bid, UdpDrop::TooLarge);
             return;
         }
-        let (Some(_), Some(fd)) = (assoc.reply_to, assoc.fd(CLIENT)) else {
+        let (Some(_), Some(fd), Some(scratch)) = (assoc.reply_to, assoc.fd(CLIENT), scratch) else {
             // The client has not sent anything yet: nowhere to deliver.
             self.udp_drop(bid, UdpDrop::NoRoute);
             return;
