@@ -252,17 +252,3 @@ impl Conn {
     }
 }
 
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn print_sizes() {
-        eprintln!(
-            "Conn {} Meta {} Pipe {} Handshake {} Plan {}",
-            std::mem::size_of::<super::Conn>(),
-            std::mem::size_of::<super::Meta>(),
-            std::mem::size_of::<super::Pipe>(),
-            std::mem::size_of::<crate::proto::Handshake>(),
-            std::mem::size_of::<super::Plan>()
-        );
-    }
-}
