@@ -29,7 +29,11 @@ fn source_seen(proxy: SocketAddr, target: &Target, creds: Option<Creds>) -> IpAd
     let (mut far, peer) = target.accept();
     socks::exchange(&mut client, &mut far, "egress");
     // The reply's BND.ADDR is the outbound socket's own address: the same one.
-    assert_eq!(reply.bound, Address::Ip(peer), "BND.ADDR is not the source the target saw");
+    assert_eq!(
+        reply.bound,
+        Address::Ip(peer),
+        "BND.ADDR is not the source the target saw"
+    );
     peer.ip()
 }
 
@@ -51,7 +55,10 @@ fn source_addresses_global_per_user_and_per_rule() {
 
         // Without egress settings the kernel picks the destination's own address.
         let server = Server::start(&[]);
-        assert_eq!(source_seen(server.addr(), &plain, None), ip_of("198.51.100.1"));
+        assert_eq!(
+            source_seen(server.addr(), &plain, None),
+            ip_of("198.51.100.1")
+        );
         drop(server);
 
         let users = UsersFile::new(&[("alice", "a"), ("bob", "b")]);
@@ -64,13 +71,35 @@ fn source_addresses_global_per_user_and_per_rule() {
             routed.addr().port()
         );
         let (server, _file) = policy::start(&toml, &[]);
-        let alice = Some(Creds { user: "alice", pass: "a" });
-        let bob = Some(Creds { user: "bob", pass: "b" });
-        assert_eq!(source_seen(server.addr(), &plain, bob), ip_of("198.51.100.2"), "global");
-        assert_eq!(source_seen(server.addr(), &plain, alice), ip_of("198.51.100.3"), "alice's");
+        let alice = Some(Creds {
+            user: "alice",
+            pass: "a",
+        });
+        let bob = Some(Creds {
+            user: "bob",
+            pass: "b",
+        });
+        assert_eq!(
+            source_seen(server.addr(), &plain, bob),
+            ip_of("198.51.100.2"),
+            "global"
+        );
+        assert_eq!(
+            source_seen(server.addr(), &plain, alice),
+            ip_of("198.51.100.3"),
+            "alice's"
+        );
         // A rule's egress wins over the user's.
-        assert_eq!(source_seen(server.addr(), &routed, alice), ip_of("198.51.100.4"), "rule");
-        assert_eq!(source_seen(server.addr(), &routed, bob), ip_of("198.51.100.4"), "rule");
+        assert_eq!(
+            source_seen(server.addr(), &routed, alice),
+            ip_of("198.51.100.4"),
+            "rule"
+        );
+        assert_eq!(
+            source_seen(server.addr(), &routed, bob),
+            ip_of("198.51.100.4"),
+            "rule"
+        );
     });
 }
 
@@ -110,7 +139,10 @@ fn an_egress_interface_is_the_one_connections_leave_by() {
         ip("route add 192.0.2.0/24 via 198.51.100.2");
 
         let server = Server::start(&[]);
-        assert_eq!(source_seen(server.addr(), &target, None), ip_of("198.51.100.1"));
+        assert_eq!(
+            source_seen(server.addr(), &target, None),
+            ip_of("198.51.100.1")
+        );
         drop(server);
 
         let server = Server::start(&["--egress-interface", "eg1"]);
@@ -139,13 +171,17 @@ fn an_egress_mark_is_what_policy_routing_sees() {
     in_netns(&setup, || {
         let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("a TCP socket");
-        listener.set_ip_transparent(true).expect("IP_TRANSPARENT (needs root)");
+        listener
+            .set_ip_transparent(true)
+            .expect("IP_TRANSPARENT (needs root)");
         listener
             .bind(&"0.0.0.0:0".parse::<SocketAddr>().unwrap().into())
             .unwrap();
         listener.listen(16).unwrap();
         let target = Target::from_listener(TcpListener::from(listener));
-        let dest: SocketAddr = format!("203.0.113.1:{}", target.addr().port()).parse().unwrap();
+        let dest: SocketAddr = format!("203.0.113.1:{}", target.addr().port())
+            .parse()
+            .unwrap();
 
         for args in [&[][..], &["--egress-mark", "43"][..]] {
             let server = Server::start(args);
@@ -179,7 +215,9 @@ fn ipv6_sources_from_a_prefix_differ_per_connection() {
         let target = Target::bind("[2001:db8:ff::1]:0");
         let target4 = Target::bind("127.0.0.1:0");
         let server = Server::start(&["--egress-ipv6-prefix", "2001:db8:1::/64"]);
-        let sources: Vec<IpAddr> = (0..3).map(|_| source_seen(server.addr(), &target, None)).collect();
+        let sources: Vec<IpAddr> = (0..3)
+            .map(|_| source_seen(server.addr(), &target, None))
+            .collect();
         for s in &sources {
             assert!(in_prefix(*s), "{s} is not from 2001:db8:1::/64");
         }
@@ -188,7 +226,10 @@ fn ipv6_sources_from_a_prefix_differ_per_connection() {
             "per connection, every source is new: {sources:?}"
         );
         // IPv4 destinations are not affected by an IPv6 prefix.
-        assert_eq!(source_seen(server.addr(), &target4, None), ip_of("127.0.0.1"));
+        assert_eq!(
+            source_seen(server.addr(), &target4, None),
+            ip_of("127.0.0.1")
+        );
     });
 }
 
@@ -209,7 +250,11 @@ fn ipv6_sources_per_session_stick_to_the_session_id() {
         let server = Server::start(&["--config", file.arg()]);
         let abc = seen(&server, "alice-session-abc");
         assert!(in_prefix(abc), "{abc}");
-        assert_eq!(seen(&server, "alice-session-abc"), abc, "same session, same source");
+        assert_eq!(
+            seen(&server, "alice-session-abc"),
+            abc,
+            "same session, same source"
+        );
         let xyz = seen(&server, "alice-session-xyz");
         assert!(in_prefix(xyz), "{xyz}");
         assert_ne!(xyz, abc, "another session, another source");
@@ -219,6 +264,10 @@ fn ipv6_sources_per_session_stick_to_the_session_id() {
         drop(server);
         // The same configuration after a restart: the session keeps its address.
         let server = Server::start(&["--config", file.arg()]);
-        assert_eq!(seen(&server, "alice-session-abc"), abc, "sticky across restarts");
+        assert_eq!(
+            seen(&server, "alice-session-abc"),
+            abc,
+            "sticky across restarts"
+        );
     });
 }

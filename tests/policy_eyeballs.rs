@@ -30,7 +30,9 @@ const CONNECT_TIMEOUT: &str = "10";
 /// A blackhole at `blackhole_ip` and a target at `target_ip`, on one port.
 fn blackhole_and_target(blackhole_ip: &str, target_ip: &str) -> (Blackhole, Target) {
     let target = Target::bind(&format!("{target_ip}:0"));
-    let at: SocketAddr = format!("{blackhole_ip}:{}", target.addr().port()).parse().unwrap();
+    let at: SocketAddr = format!("{blackhole_ip}:{}", target.addr().port())
+        .parse()
+        .unwrap();
     let hole = Blackhole::open_at(at).unwrap_or_else(|e| panic!("blackhole at {at}: {e}"));
     (hole, target)
 }

@@ -20,7 +20,8 @@ use ringsocks::proto::Address;
 /// A public-looking address, added to `lo` inside the namespace.
 const PUBLIC: &str = "198.51.100.1";
 const SETUP: &[&str] = &["addr add 198.51.100.1/32 dev lo"];
-const RULES: &str = "[[rule]]\nname = \"no-internal\"\naction = \"deny\"\ndest = [\"deny-internal\"]\n";
+const RULES: &str =
+    "[[rule]]\nname = \"no-internal\"\naction = \"deny\"\ndest = [\"deny-internal\"]\n";
 const RULE: &str = "rule 1 (no-internal)";
 
 #[track_caller]
@@ -57,13 +58,22 @@ fn names_resolving_to_internal_addresses_are_denied_after_resolution() {
             ("metadata.test", format!("169.254.169.254:{port}")),
             ("private.test", format!("10.1.2.3:{port}")),
             ("mapped.test", format!("[::ffff:127.0.0.1]:{port}")),
-            ("mapped-metadata.test", format!("[::ffff:169.254.169.254]:{port}")),
+            (
+                "mapped-metadata.test",
+                format!("[::ffff:169.254.169.254]:{port}"),
+            ),
             ("ula.test", format!("[fd00::1]:{port}")),
         ] {
             let (mut stream, reply) =
                 socks::socks5_connect(server.addr(), Address::Domain(name.into(), port), None);
             // The log names the resolved address: the verdict came after resolution.
-            assert_denied(&server, &mut stream, &reply, &format!("connect {connected}"), RULE);
+            assert_denied(
+                &server,
+                &mut stream,
+                &reply,
+                &format!("connect {connected}"),
+                RULE,
+            );
         }
         let (mut stream, reply) = socks::socks4_connect(
             server.addr(),
@@ -77,7 +87,11 @@ fn names_resolving_to_internal_addresses_are_denied_after_resolution() {
             &format!("connect 127.0.0.1:{port}"),
             RULE,
         );
-        assert_eq!(internal.connections(), 0, "an internal address was connected to");
+        assert_eq!(
+            internal.connections(),
+            0,
+            "an internal address was connected to"
+        );
         assert_eq!(public.connections(), 1);
     });
 }
@@ -106,7 +120,13 @@ fn internal_address_literals_are_denied_and_public_ones_allowed() {
             "0.0.0.0:80".parse().unwrap(),
         ] {
             let (mut stream, reply) = socks::socks5_connect(server.addr(), dest, None);
-            assert_denied(&server, &mut stream, &reply, &format!("connect {dest}"), RULE);
+            assert_denied(
+                &server,
+                &mut stream,
+                &reply,
+                &format!("connect {dest}"),
+                RULE,
+            );
         }
         let (mut stream, reply) = socks::socks4_connect(server.addr(), internal.addr(), b"");
         assert_denied4(
@@ -132,11 +152,7 @@ fn a_name_with_internal_and_public_addresses_reaches_only_the_public_one() {
         let dns_arg = dns.addr().to_string();
         let (server, _file) = policy::start(RULES, &["--dns-server", &dns_arg]);
         echoes(server.addr(), Address::Domain("both.test".into(), port));
-        policy::assert_denial_logged(
-            &server,
-            &format!("connect [::ffff:127.0.0.1]:{port}"),
-            RULE,
-        );
+        policy::assert_denial_logged(&server, &format!("connect [::ffff:127.0.0.1]:{port}"), RULE);
         assert_eq!((public.connections(), internal.connections()), (1, 0));
     });
 }

@@ -67,7 +67,11 @@ fn client_networks_decide_by_the_client_address() {
     .unwrap();
     let reply = socks::read_socks4_reply(&mut stream).unwrap();
     assert_denied4(&server, &mut stream, &reply, &what, "rule 1 (not-from-2)");
-    assert_eq!(target.connections(), 1, "only the allowed client got through");
+    assert_eq!(
+        target.connections(),
+        1,
+        "only the allowed client got through"
+    );
 }
 
 #[test]
@@ -126,11 +130,18 @@ fn commands_bind_and_udp_can_be_denied_while_connect_works() {
         "rule 1 (no-bind)",
     );
 
-    let Err((reply, mut control)) = UdpClient::try_open(server.addr(), "127.0.0.1:0", Declare::Zeros)
+    let Err((reply, mut control)) =
+        UdpClient::try_open(server.addr(), "127.0.0.1:0", Declare::Zeros)
     else {
         panic!("UDP ASSOCIATE must be refused by no-udp");
     };
-    assert_denied(&server, &mut control, &reply, "udp 0.0.0.0:0", "rule 2 (no-udp)");
+    assert_denied(
+        &server,
+        &mut control,
+        &reply,
+        "udp 0.0.0.0:0",
+        "rule 2 (no-udp)",
+    );
 }
 
 #[test]
@@ -147,10 +158,22 @@ fn command_connect_can_be_denied_while_bind_and_udp_work() {
     assert_denied4(&server, &mut stream, &reply, &what, "rule 1 (no-connect)");
     assert_eq!(target.connections(), 0);
 
-    let (_bind, reply) = socks::socks5_bind(server.addr(), "127.0.0.1:20".parse::<SocketAddr>().unwrap());
-    assert_eq!(reply.code, ReplyCode::Succeeded, "BIND is allowed: {reply:?}");
-    let (_bind4, reply) = socks::socks4_bind(server.addr(), "127.0.0.1:20".parse::<SocketAddr>().unwrap(), b"");
-    assert_eq!(reply.code, SOCKS4_GRANTED, "SOCKS4 BIND is allowed: {reply:?}");
+    let (_bind, reply) =
+        socks::socks5_bind(server.addr(), "127.0.0.1:20".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        reply.code,
+        ReplyCode::Succeeded,
+        "BIND is allowed: {reply:?}"
+    );
+    let (_bind4, reply) = socks::socks4_bind(
+        server.addr(),
+        "127.0.0.1:20".parse::<SocketAddr>().unwrap(),
+        b"",
+    );
+    assert_eq!(
+        reply.code, SOCKS4_GRANTED,
+        "SOCKS4 BIND is allowed: {reply:?}"
+    );
 
     let udp_target = common::udp::UdpTarget::start("127.0.0.1:0", common::udp::Mode::Echo);
     let client = UdpClient::open(server.addr(), "127.0.0.1:0");

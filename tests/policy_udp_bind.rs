@@ -47,7 +47,10 @@ fn datagrams_to_denied_destinations_are_dropped_while_allowed_ones_flow() {
 
     client.send(&denied.addr().into(), b"to a denied address");
     client.round_trip(&allowed.addr().into(), b"to an allowed address");
-    client.send(&by_name("denied.test", denied.addr().port()), b"to a denied name");
+    client.send(
+        &by_name("denied.test", denied.addr().port()),
+        b"to a denied name",
+    );
     client.round_trip(
         &by_name("allowed.test", allowed.addr().port()),
         b"to an allowed name",
@@ -87,7 +90,10 @@ fn domain_rules_see_each_datagrams_own_name() {
         &Address::Domain("blocked.test".into(), port),
         b"to a denied name",
     );
-    client.send(&Address::Domain("open.test".into(), port), b"to an allowed name");
+    client.send(
+        &Address::Domain("open.test".into(), port),
+        b"to an allowed name",
+    );
     assert_only_allowed_arrives(&client, &target, b"to an allowed name");
 }
 
@@ -152,12 +158,25 @@ fn bind_with_a_denied_expected_peer_is_refused() {
     );
     let denied_peer: SocketAddr = "127.0.0.2:20".parse().unwrap();
     let (mut stream, reply) = socks::socks5_bind(server.addr(), denied_peer);
-    assert_denied(&server, &mut stream, &reply, "bind 127.0.0.2", "rule 1 (no-peer-2)");
+    assert_denied(
+        &server,
+        &mut stream,
+        &reply,
+        "bind 127.0.0.2",
+        "rule 1 (no-peer-2)",
+    );
     let (mut stream, reply) = socks::socks4_bind(server.addr(), denied_peer, b"");
-    assert_denied4(&server, &mut stream, &reply, "bind 127.0.0.2", "rule 1 (no-peer-2)");
+    assert_denied4(
+        &server,
+        &mut stream,
+        &reply,
+        "bind 127.0.0.2",
+        "rule 1 (no-peer-2)",
+    );
 
     // An allowed peer: both replies, and the peer's connection is the one relayed.
-    let (mut control, reply) = socks::socks5_bind(server.addr(), "127.0.0.1:20".parse::<SocketAddr>().unwrap());
+    let (mut control, reply) =
+        socks::socks5_bind(server.addr(), "127.0.0.1:20".parse::<SocketAddr>().unwrap());
     assert_eq!(reply.code, ReplyCode::Succeeded, "{reply:?}");
     let Address::Ip(listening) = reply.bound else {
         panic!("BND.ADDR is a name: {reply:?}");
@@ -167,7 +186,10 @@ fn bind_with_a_denied_expected_peer_is_refused() {
     assert_eq!(second.code, ReplyCode::Succeeded, "{second:?}");
     socks::exchange(&mut control, &mut peer, "allowed BIND peer");
 
-    let (_control4, reply) =
-        socks::socks4_bind(server.addr(), "127.0.0.1:20".parse::<SocketAddr>().unwrap(), b"");
+    let (_control4, reply) = socks::socks4_bind(
+        server.addr(),
+        "127.0.0.1:20".parse::<SocketAddr>().unwrap(),
+        b"",
+    );
     assert_eq!(reply.code, SOCKS4_GRANTED, "{reply:?}");
 }

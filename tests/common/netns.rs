@@ -67,10 +67,7 @@ pub fn ip(args: &str) {
 /// The interfaces of the calling thread's namespace (`/proc/thread-self`: `/proc/self`
 /// would show the main thread's namespace).
 pub fn interfaces() -> Vec<String> {
-    net_dev()
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect()
+    net_dev().into_iter().map(|(name, _)| name).collect()
 }
 
 /// Packets sent by `dev` so far, in the calling thread's namespace.

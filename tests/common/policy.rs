@@ -37,7 +37,10 @@ impl ConfigFile {
     }
 
     pub fn arg(&self) -> &str {
-        self.file.path().to_str().expect("temporary paths are UTF-8")
+        self.file
+            .path()
+            .to_str()
+            .expect("temporary paths are UTF-8")
     }
 }
 
