@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use common::netns::{in_netns, ip, tx_packets, PeerNetns};
 use common::policy::{self, ConfigFile};
 use common::socks::{self, Creds};
+use common::udp::{Mode, UdpClient, UdpTarget};
 use common::{Server, Target, UsersFile};
 use ringsocks::proto::{Address, ReplyCode};
 
@@ -99,6 +100,25 @@ fn source_addresses_global_per_user_and_per_rule() {
             source_seen(server.addr(), &routed, bob),
             ip_of("198.51.100.4"),
             "rule"
+        );
+    });
+}
+
+#[test]
+fn udp_datagrams_leave_from_the_egress_source() {
+    let setup = [
+        "addr add 198.51.100.1/32 dev lo",
+        "addr add 198.51.100.2/32 dev lo",
+    ];
+    in_netns(&setup, || {
+        let target = UdpTarget::start("198.51.100.1:0", Mode::Echo);
+        let server = Server::start(&["--egress-source", "198.51.100.2"]);
+        let client = UdpClient::open(server.addr(), "127.0.0.1:0");
+        client.round_trip(&target.addr().into(), b"from the egress source");
+        let sources = target.sources();
+        assert!(
+            !sources.is_empty() && sources.iter().all(|s| s.ip() == ip_of("198.51.100.2")),
+            "the target saw {sources:?}"
         );
     });
 }
