@@ -10,7 +10,9 @@
 pub mod curl;
 pub mod data;
 pub mod http;
+pub mod netns;
 pub mod netstat;
+pub mod policy;
 pub mod server;
 pub mod socks;
 pub mod target;

@@ -180,6 +180,16 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits up to `within` for a line of stderr holding every one of `parts`; returns
+    /// whether one came (log lines may trail the reply the client already has).
+    pub fn wait_log(&self, parts: &[&str], within: Duration) -> bool {
+        wait_until(within, || {
+            self.stderr()
+                .lines()
+                .any(|line| parts.iter().all(|p| line.contains(p)))
+        })
+    }
+
     pub fn signal(&self, sig: Signal) {
         signal::kill(self.pid(), sig).expect("signal the server");
     }

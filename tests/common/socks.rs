@@ -5,9 +5,10 @@
 //! stay in the socket for the test to read.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 
 use ringsocks::proto::{self, auth, socks4, socks5, Address, Parse};
+use socket2::{Domain, Socket, Type};
 
 use super::target::prepare;
 use super::wait::IO_TIMEOUT;
@@ -25,6 +26,21 @@ pub struct Creds<'a> {
 pub fn dial(proxy: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&proxy, IO_TIMEOUT)
         .unwrap_or_else(|e| panic!("connect to the proxy {proxy}: {e}"));
+    prepare(&stream);
+    stream
+}
+
+/// Like [`dial`], from the local address `from` (any port): a client at another loopback
+/// address, such as 127.0.0.2.
+#[track_caller]
+pub fn dial_from(from: IpAddr, proxy: SocketAddr) -> TcpStream {
+    let sock = Socket::new(Domain::for_address(proxy), Type::STREAM, None)
+        .unwrap_or_else(|e| panic!("a TCP socket: {e}"));
+    sock.bind(&SocketAddr::new(from, 0).into())
+        .unwrap_or_else(|e| panic!("bind the client to {from}: {e}"));
+    sock.connect_timeout(&proxy.into(), IO_TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect from {from} to the proxy {proxy}: {e}"));
+    let stream = TcpStream::from(sock);
     prepare(&stream);
     stream
 }

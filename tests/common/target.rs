@@ -25,6 +25,11 @@ impl Target {
     /// Listens on `bind` ("127.0.0.1:0", "[::1]:0").
     pub fn bind(bind: &str) -> Target {
         let listener = TcpListener::bind(bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"));
+        Target::from_listener(listener)
+    }
+
+    /// Serves a listener the test set up itself (with socket options of its choosing).
+    pub fn from_listener(listener: TcpListener) -> Target {
         let addr = listener.local_addr().expect("local address");
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, accepted) = mpsc::channel();
@@ -181,9 +186,18 @@ pub struct Blackhole {
 impl Blackhole {
     /// Panics unless a probe connect really hangs.
     pub fn open() -> Blackhole {
-        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a TCP socket");
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        listener.bind(&any.into()).expect("bind the blackhole");
+        Blackhole::open_at("127.0.0.1:0".parse().unwrap())
+            .unwrap_or_else(|e| panic!("bind the blackhole: {e}"))
+    }
+
+    /// A blackhole on `at` (IPv4 or IPv6, a given port or 0); an error when `at` cannot
+    /// be bound. Panics unless a probe connect really hangs.
+    pub fn open_at(at: SocketAddr) -> io::Result<Blackhole> {
+        let listener = Socket::new(Domain::for_address(at), Type::STREAM, None)?;
+        if at.is_ipv6() {
+            listener.set_only_v6(true)?;
+        }
+        listener.bind(&at.into())?;
         listener.listen(0).expect("listen");
         let addr = listener
             .local_addr()
@@ -196,11 +210,11 @@ impl Blackhole {
             match TcpStream::connect_timeout(&addr, BLACKHOLE_PROBE) {
                 Ok(s) => fillers.push(s),
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Blackhole {
+                    return Ok(Blackhole {
                         addr,
                         _listener: listener,
                         _fillers: fillers,
-                    }
+                    })
                 }
                 Err(e) => panic!("probe connect to the blackhole {addr}: {e}"),
             }
