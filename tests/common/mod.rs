@@ -7,17 +7,24 @@
 // Each test file uses only part of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod access_log;
 pub mod curl;
 pub mod data;
+pub mod haproxy;
 pub mod http;
+pub mod metrics;
 pub mod netstat;
+pub mod notify;
+pub mod proxy_header;
 pub mod server;
 pub mod socks;
 pub mod target;
 pub mod udp;
 pub mod wait;
+pub mod workdir;
 
 pub use data::{Pattern, Sha256Digest};
 pub use server::{Server, UsersFile};
 pub use target::{EchoServer, Target};
 pub use wait::{expect_closed, wait_until, IO_TIMEOUT};
+pub use workdir::Workdir;

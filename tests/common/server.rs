@@ -49,15 +49,26 @@ impl Server {
 
     /// Like [`Server::start`], with the reason as an error.
     pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        let (cmd, listeners) = Server::command(args);
+        Server::spawn(cmd, listeners)
+    }
+
+    /// The command [`Server::start`] runs for `args` (for a test to add to, e.g. its
+    /// environment), and how many `listening on` lines it announces: one per `--listen`
+    /// and `--proxy-protocol-listen`.
+    pub fn command(args: &[&str]) -> (Command, usize) {
         let mut all: Vec<&str> = Vec::new();
         if !args.contains(&"--listen") {
             all.extend(["--listen", "127.0.0.1:0"]);
         }
         all.extend_from_slice(args);
-        let listeners = all.iter().filter(|a| **a == "--listen").count();
+        let listeners = all
+            .iter()
+            .filter(|a| **a == "--listen" || **a == "--proxy-protocol-listen")
+            .count();
         let mut cmd = Command::new(BIN);
         cmd.args(&all);
-        Server::spawn(cmd, listeners)
+        (cmd, listeners)
     }
 
     /// Spawns `cmd` and waits for `listeners` announcements on its stdout.
@@ -178,6 +189,12 @@ impl Server {
     /// Everything the server wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits up to `within` until the server's stderr contains `needle`; returns whether
+    /// it did.
+    pub fn wait_stderr(&self, needle: &str, within: Duration) -> bool {
+        wait_until(within, || self.stderr().contains(needle))
     }
 
     pub fn signal(&self, sig: Signal) {
