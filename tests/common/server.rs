@@ -126,6 +126,38 @@ impl Server {
         Ok(server)
     }
 
+    /// Starts ringsocks with a plain listener on 127.0.0.1 (`addrs()[0]`) and a PROXY
+    /// protocol listener on 127.0.0.1 (`addrs()[1]`) that trusts `trusted`, plus `args`.
+    ///
+    /// The PROXY protocol listener gets a port found free, not port 0: the server takes
+    /// two listeners on 127.0.0.1:0 for one given twice. A port found free can be taken
+    /// before the server binds it, so a few are tried.
+    #[track_caller]
+    pub fn start_proxy_protocol(trusted: &str, args: &[&str]) -> Server {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let proxied = format!("127.0.0.1:{port}");
+            let mut all = vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--proxy-protocol-listen",
+                &proxied,
+                "--proxy-trusted",
+                trusted,
+            ];
+            all.extend_from_slice(args);
+            match Server::try_start(&all) {
+                Ok(server) => return server,
+                Err(e) => last = e,
+            }
+        }
+        panic!("ringsocks did not start: {last}");
+    }
+
     /// The first listening address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
