@@ -16,6 +16,9 @@ use ringsocks::proto::{socks5, Address, ReplyCode};
 
 const WITHIN: Duration = Duration::from_secs(10);
 
+/// How long the relayed session of the field test is held open.
+const HOLD: Duration = Duration::from_millis(200);
+
 const ALICE: Creds = Creds {
     user: "alice",
     pass: "alice-pw",
@@ -42,8 +45,9 @@ fn each_session_is_one_line_with_what_happened() {
     let client = socks::socks5_tunnel(server.addr(), asked, Some(ALICE));
     let relayed_from = client.local_addr().unwrap();
     let (far, outbound) = target.accept();
+    // The session's length is what `duration_ms` measures: hold it open that long.
+    std::thread::sleep(HOLD);
     socks::transfer_and_close(client, far, 4_321, 12_345);
-    let relayed_took = started.elapsed();
 
     // Refused by the target's host.
     let refused_to = closed_port("127.0.0.1");
@@ -59,13 +63,18 @@ fn each_session_is_one_line_with_what_happened() {
         user: "alice",
         pass: "nope",
     };
-    assert!(
-        socks::socks5_handshake(&mut client, socks5::CMD_CONNECT, &target.addr().into(), Some(wrong))
-            .is_err()
-    );
+    assert!(socks::socks5_handshake(
+        &mut client,
+        socks5::CMD_CONNECT,
+        &target.addr().into(),
+        Some(wrong)
+    )
+    .is_err());
     drop(client);
 
     let entries = access_log::wait_entries(&log, 3, WITHIN);
+    // Every session began after `started` and was logged before this.
+    let at_most = started.elapsed();
     assert_eq!(entries.len(), 3, "one line per session: {entries:#?}");
 
     let e = access_log::for_client(&entries, relayed_from);
@@ -88,8 +97,8 @@ fn each_session_is_one_line_with_what_happened() {
     assert_eq!(str_field(e, "close"), Some("completed"));
     let ms = e["duration_ms"].as_f64().expect("duration_ms is a number");
     assert!(
-        ms > 0.0 && ms <= relayed_took.as_secs_f64() * 1000.0,
-        "duration {ms} ms, the test saw the session within {relayed_took:?}"
+        ms >= HOLD.as_secs_f64() * 1000.0 && ms <= at_most.as_secs_f64() * 1000.0,
+        "duration {ms} ms: the session was held {HOLD:?} and logged within {at_most:?}"
     );
 
     let e = access_log::for_client(&entries, refused_from);
@@ -119,7 +128,11 @@ fn each_session_is_one_line_with_what_happened() {
         assert!(u64_field(e, "shard") < 2, "shard of {e}");
     }
     let mode = std::fs::metadata(&log).unwrap().permissions().mode();
-    assert_eq!(mode & 0o007, 0, "the access log is not world-readable: {mode:o}");
+    assert_eq!(
+        mode & 0o007,
+        0,
+        "the access log is not world-readable: {mode:o}"
+    );
 }
 
 /// The client address of a session that completes, through `proxy` to `target`.
@@ -170,7 +183,11 @@ fn after_a_rename_and_sighup_new_lines_go_to_a_new_file() {
         "the rotated file"
     );
     let mode = std::fs::metadata(&log).unwrap().permissions().mode();
-    assert_eq!(mode & 0o007, 0, "the new log is not world-readable: {mode:o}");
+    assert_eq!(
+        mode & 0o007,
+        0,
+        "the new log is not world-readable: {mode:o}"
+    );
 }
 
 #[test]

@@ -26,6 +26,9 @@ const LIMITED: Creds = Creds {
 /// Byte counts of the CONNECT sessions that relay: (up, down).
 const TRANSFERS: [(usize, usize); 3] = [(1_007, 3_011), (20_000, 7), (65_537, 131_072)];
 
+/// A metric, the labels its series must have, and the value their sum must be.
+type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
 /// The sum of every series of `name`.
 fn total(m: &Metrics, name: &str) -> f64 {
     m.get(name, &[])
@@ -38,7 +41,10 @@ fn scrape_after_known_traffic_counts_exactly_that_traffic() {
     let denied = Target::bind("127.0.0.1:0");
     let users = work.write(
         "users",
-        &format!("{}:{}\n{}:{}\n", ALICE.user, ALICE.pass, LIMITED.user, LIMITED.pass),
+        &format!(
+            "{}:{}\n{}:{}\n",
+            ALICE.user, ALICE.pass, LIMITED.user, LIMITED.pass
+        ),
     );
     let config = work.write(
         "ringsocks.toml",
@@ -95,17 +101,15 @@ fn scrape_after_known_traffic_counts_exactly_that_traffic() {
             pass: "wrong",
         }),
     );
-    assert!(refused.is_err(), "a wrong password got through: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "a wrong password got through: {refused:?}"
+    );
     drop(bad);
     // A UDP association relaying three datagrams each way.
     let echo = UdpTarget::start("127.0.0.1:0", Mode::Echo);
-    let udp = UdpClient::try_open_as(
-        server.addr(),
-        "127.0.0.1:0",
-        Declare::Zeros,
-        Some(ALICE),
-    )
-    .unwrap_or_else(|(reply, _)| panic!("UDP ASSOCIATE refused: {reply:?}"));
+    let udp = UdpClient::try_open_as(server.addr(), "127.0.0.1:0", Declare::Zeros, Some(ALICE))
+        .unwrap_or_else(|(reply, _)| panic!("UDP ASSOCIATE refused: {reply:?}"));
     let dest = Address::Ip(echo.addr());
     for len in [100, 200, 300] {
         udp.round_trip(&dest, &vec![0x5a; len]);
@@ -119,7 +123,7 @@ fn scrape_after_known_traffic_counts_exactly_that_traffic() {
     });
     let up: usize = TRANSFERS.iter().map(|t| t.0).sum::<usize>() + 5;
     let down: usize = TRANSFERS.iter().map(|t| t.1).sum::<usize>() + 6;
-    let want: &[(&str, &[(&str, &str)], f64)] = &[
+    let want: &[Expected] = &[
         ("ringsocks_connections_accepted_total", &[], sessions as f64),
         ("ringsocks_sessions_total", &[], sessions as f64),
         (
@@ -149,8 +153,16 @@ fn scrape_after_known_traffic_counts_exactly_that_traffic() {
         ),
         ("ringsocks_sessions_active", &[], 0.0),
         ("ringsocks_shard_sessions_active", &[], 0.0),
-        ("ringsocks_session_closes_total", &[("reason", "completed")], 5.0),
-        ("ringsocks_session_closes_total", &[("reason", "rejected")], 3.0),
+        (
+            "ringsocks_session_closes_total",
+            &[("reason", "completed")],
+            5.0,
+        ),
+        (
+            "ringsocks_session_closes_total",
+            &[("reason", "rejected")],
+            3.0,
+        ),
         (
             "ringsocks_session_closes_total",
             &[("reason", "handshake_error")],
@@ -158,15 +170,27 @@ fn scrape_after_known_traffic_counts_exactly_that_traffic() {
         ),
         ("ringsocks_auth_failures_total", &[], 1.0),
         ("ringsocks_bytes_total", &[("direction", "up")], up as f64),
-        ("ringsocks_bytes_total", &[("direction", "down")], down as f64),
+        (
+            "ringsocks_bytes_total",
+            &[("direction", "down")],
+            down as f64,
+        ),
         ("ringsocks_udp_datagrams_total", &[("direction", "up")], 3.0),
-        ("ringsocks_udp_datagrams_total", &[("direction", "down")], 3.0),
+        (
+            "ringsocks_udp_datagrams_total",
+            &[("direction", "down")],
+            3.0,
+        ),
         ("ringsocks_udp_bytes_total", &[("direction", "up")], 600.0),
         ("ringsocks_udp_bytes_total", &[("direction", "down")], 600.0),
         ("ringsocks_udp_dropped_total", &[], 0.0),
         ("ringsocks_rejects_total", &[("rule", "deny-port")], 1.0),
         ("ringsocks_rejects_total", &[], 1.0),
-        ("ringsocks_limit_hits_total", &[("limit", "user_sessions")], 1.0),
+        (
+            "ringsocks_limit_hits_total",
+            &[("limit", "user_sessions")],
+            1.0,
+        ),
         ("ringsocks_limit_hits_total", &[], 1.0),
         // Every session that sent a request; connects: 4 relayed, 1 refused.
         ("ringsocks_handshake_duration_seconds_count", &[], 8.0),
@@ -182,12 +206,18 @@ fn scrape_after_known_traffic_counts_exactly_that_traffic() {
             (got != *value).then(|| format!("{name}{labels:?}: want {value}, got {got}"))
         })
         .collect();
-    assert!(wrong.is_empty(), "{}\n--- scrape ---\n{}", wrong.join("\n"), m.text);
+    assert!(
+        wrong.is_empty(),
+        "{}\n--- scrape ---\n{}",
+        wrong.join("\n"),
+        m.text
+    );
 
     // Both rules have a series (the second, unnamed, by its position), and the default.
     for rule in ["deny-port", "rule 2", "default"] {
         assert_eq!(
-            m.series("ringsocks_rejects_total", &[("rule", rule)]).count(),
+            m.series("ringsocks_rejects_total", &[("rule", rule)])
+                .count(),
             1,
             "series for rule {rule:?}:\n{}",
             m.text
@@ -268,9 +298,7 @@ fn assert_histograms_consistent(m: &Metrics) {
             let count: f64 = m
                 .samples
                 .iter()
-                .filter(|s| {
-                    s.name == format!("{base}_count") && format!("{:?}", s.labels) == key
-                })
+                .filter(|s| s.name == format!("{base}_count") && format!("{:?}", s.labels) == key)
                 .map(|s| s.value)
                 .sum();
             assert_eq!(inf.1, count, "{bucket}{key}: +Inf vs _count");

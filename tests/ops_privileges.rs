@@ -50,15 +50,18 @@ fn start_on_low_port(ports: std::ops::Range<u16>, args: &[&str]) -> Server {
 
 /// The Uid, Gid and Groups lines of a /proc status file, whitespace normalised.
 fn identity(status_file: &str) -> BTreeMap<String, String> {
-    let status = std::fs::read_to_string(status_file)
-        .unwrap_or_else(|e| panic!("read {status_file}: {e}"));
+    let status =
+        std::fs::read_to_string(status_file).unwrap_or_else(|e| panic!("read {status_file}: {e}"));
     status
         .lines()
         .filter_map(|l| {
             let (k, v) = l.split_once(':')?;
-            ["Uid", "Gid", "Groups"]
-                .contains(&k)
-                .then(|| (k.to_string(), v.split_whitespace().collect::<Vec<_>>().join(" ")))
+            ["Uid", "Gid", "Groups"].contains(&k).then(|| {
+                (
+                    k.to_string(),
+                    v.split_whitespace().collect::<Vec<_>>().join(" "),
+                )
+            })
         })
         .collect()
 }
@@ -72,7 +75,11 @@ fn assert_identity(pid: i32, uid: u32, gid: u32) {
         ("Gid".to_string(), format!("{gid} {gid} {gid} {gid}")),
         ("Groups".to_string(), gid.to_string()),
     ]);
-    assert_eq!(identity(&format!("/proc/{pid}/status")), want, "the process");
+    assert_eq!(
+        identity(&format!("/proc/{pid}/status")),
+        want,
+        "the process"
+    );
     let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("the task list")
         .flatten()
@@ -90,14 +97,17 @@ fn user_nobody_after_binding_a_low_port_and_still_serving() {
     require_root();
     let work = Workdir::new();
     let log = work.path("access.log");
-    let server = start_on_low_port(960..1024, &[
-        "--user",
-        "nobody",
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "--access-log",
-        log.to_str().unwrap(),
-    ]);
+    let server = start_on_low_port(
+        960..1024,
+        &[
+            "--user",
+            "nobody",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--access-log",
+            log.to_str().unwrap(),
+        ],
+    );
     assert!(server.addr().port() < 1024, "{}", server.addr());
     assert_identity(server.pid().as_raw(), 65534, 65534);
 

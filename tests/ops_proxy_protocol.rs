@@ -111,7 +111,11 @@ fn v1_and_v2_headers_pipelined_with_the_handshake_carry_the_client() {
     for ((kind, client), via) in cases.iter().zip(&vias) {
         let e = access_log::for_client(&entries, *client);
         let via = via.to_string();
-        assert_eq!(str_field(e, "via"), Some(via.as_str()), "{kind}: the balancer");
+        assert_eq!(
+            str_field(e, "via"),
+            Some(via.as_str()),
+            "{kind}: the balancer"
+        );
         assert_eq!(str_field(e, "reply"), Some("succeeded"), "{kind}");
     }
     drop(server);
@@ -165,8 +169,11 @@ fn rules_see_the_carried_client() {
     // The same balancer carrying another client, and the balancer's own address on the
     // plain listener, are allowed: the rule matched the carried address.
     let other = carried("127.0.0.67", 4067);
-    let (_stream, reply) =
-        connect_behind(listener, &proxy_header::v2(other, listener, &[]), target.addr());
+    let (_stream, reply) = connect_behind(
+        listener,
+        &proxy_header::v2(other, listener, &[]),
+        target.addr(),
+    );
     assert_eq!(reply.code, ReplyCode::Succeeded);
     let _far = target.accept();
     let (_stream, reply) = socks::socks5_connect(server.addrs()[0], target.addr(), None);
@@ -206,8 +213,7 @@ fn limits_count_the_carried_client() {
     assert_eq!(reply.code, ReplyCode::Succeeded);
     let (mut first_far, _) = target.accept();
     // Another client through the same balancer (same real peer address) is not limited.
-    let (_second, reply) =
-        connect_behind(listener, &proxy_header::v1(b, listener), target.addr());
+    let (_second, reply) = connect_behind(listener, &proxy_header::v1(b, listener), target.addr());
     assert_eq!(
         reply.code,
         ReplyCode::Succeeded,
@@ -221,10 +227,17 @@ fn limits_count_the_carried_client() {
         &proxy_header::v2(a_again, listener, &[]),
         target.addr(),
     );
-    assert_eq!(reply.code, ReplyCode::NotAllowed, "127.0.0.77 is at its limit");
+    assert_eq!(
+        reply.code,
+        ReplyCode::NotAllowed,
+        "127.0.0.77 is at its limit"
+    );
     let m = metrics::scrape(maddr);
     assert_eq!(
-        m.get("ringsocks_limit_hits_total", &[("limit", "client_sessions")]),
+        m.get(
+            "ringsocks_limit_hits_total",
+            &[("limit", "client_sessions")]
+        ),
         1.0,
         "{}",
         m.text
@@ -265,20 +278,36 @@ fn untrusted_sources_and_bad_or_missing_headers_are_closed() {
         proxy_header::v2(client, listener, &[]),
     ] {
         let bytes = [header, handshake.clone()].concat();
-        expect_refused(listener, untrusted, &bytes, "a header from an untrusted source");
+        expect_refused(
+            listener,
+            untrusted,
+            &bytes,
+            "a header from an untrusted source",
+        );
     }
     expect_refused(listener, trusted, &handshake, "no header");
     let garbage: [(&str, Vec<u8>); 5] = [
-        ("an HTTP request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        (
+            "an HTTP request",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        ),
         (
             "a v1 line with a bad address",
             b"PROXY TCP4 127.0.0.999 127.0.0.1 1 2\r\n".to_vec(),
         ),
         ("a v1 line without CRLF", [b'P'; 120].to_vec()),
-        ("a wrong v2 signature", b"\r\n\r\n\0\r\nQUIX\n\x21\x11\0\x0c".to_vec()),
+        (
+            "a wrong v2 signature",
+            b"\r\n\r\n\0\r\nQUIX\n\x21\x11\0\x0c".to_vec(),
+        ),
         (
             "a v2 header with version 3",
-            [&proxy_header::V2_SIGNATURE[..], &[0x31, 0x11, 0, 12], &[0; 12]].concat(),
+            [
+                &proxy_header::V2_SIGNATURE[..],
+                &[0x31, 0x11, 0, 12],
+                &[0; 12],
+            ]
+            .concat(),
         ),
     ];
     for (what, bytes) in garbage {
@@ -291,9 +320,13 @@ fn untrusted_sources_and_bad_or_missing_headers_are_closed() {
     );
     // The plain listener is not affected: 127.0.0.2 is served there.
     let mut stream = socks::dial_from(untrusted, server.addrs()[0]);
-    let reply =
-        socks::socks5_handshake(&mut stream, socks5::CMD_CONNECT, &target.addr().into(), None)
-            .expect("the plain listener serves");
+    let reply = socks::socks5_handshake(
+        &mut stream,
+        socks5::CMD_CONNECT,
+        &target.addr().into(),
+        None,
+    )
+    .expect("the plain listener serves");
     assert_eq!(reply.code, ReplyCode::Succeeded);
     let (mut far, _) = target.accept();
     socks::exchange(&mut stream, &mut far, "plain listener");

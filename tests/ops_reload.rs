@@ -71,8 +71,12 @@ fn new_users_apply_to_new_logins_while_an_open_session_relays_on() {
     );
 
     let mut client = socks::dial(server.addr());
-    let refused =
-        socks::socks5_handshake(&mut client, socks5::CMD_CONNECT, &target.addr().into(), Some(alice));
+    let refused = socks::socks5_handshake(
+        &mut client,
+        socks5::CMD_CONNECT,
+        &target.addr().into(),
+        Some(alice),
+    );
     assert!(
         matches!(&refused, Err(e) if e.to_string().contains("authentication refused")),
         "alice is gone from the users file: {refused:?}"
@@ -140,9 +144,8 @@ fn an_invalid_new_config_keeps_the_running_one_and_says_why() {
     let work = Workdir::new();
     let first = Target::bind("127.0.0.1:0");
     let second = Target::bind("127.0.0.1:0");
-    let rule = |port: u16| {
-        format!("[[rule]]\nname = \"block\"\naction = \"deny\"\nports = [{port}]\n")
-    };
+    let rule =
+        |port: u16| format!("[[rule]]\nname = \"block\"\naction = \"deny\"\nports = [{port}]\n");
     let config = work.write("ringsocks.toml", &rule(first.addr().port()));
     let server = Server::start(&[
         "--config",
@@ -151,7 +154,10 @@ fn an_invalid_new_config_keeps_the_running_one_and_says_why() {
         "127.0.0.1:0",
     ]);
     let maddr = metrics::metrics_addr(&server);
-    assert_eq!(connect_reply(server.addr(), first.addr()), ReplyCode::NotAllowed);
+    assert_eq!(
+        connect_reply(server.addr(), first.addr()),
+        ReplyCode::NotAllowed
+    );
     let mut live = socks::socks5_tunnel(server.addr(), second.addr(), None);
     let (mut live_far, _) = second.accept();
 
@@ -177,7 +183,10 @@ fn an_invalid_new_config_keeps_the_running_one_and_says_why() {
     work.write("ringsocks.toml", "[[rule]\naction = deny\n");
     reload(&server, maddr, "failure", 2.0);
     let why = failure_line(&server, 2);
-    assert!(why.contains("ringsocks.toml"), "the log names the file: {why}");
+    assert!(
+        why.contains("ringsocks.toml"),
+        "the log names the file: {why}"
+    );
     assert_eq!(
         connect_reply(server.addr(), first.addr()),
         ReplyCode::NotAllowed
@@ -186,7 +195,10 @@ fn an_invalid_new_config_keeps_the_running_one_and_says_why() {
     // A valid one takes over: the rule now blocks the second port instead.
     work.write("ringsocks.toml", &rule(second.addr().port()));
     let m = reload(&server, maddr, "success", 1.0);
-    assert_eq!(m.get("ringsocks_config_reloads_total", &[("result", "failure")]), 2.0);
+    assert_eq!(
+        m.get("ringsocks_config_reloads_total", &[("result", "failure")]),
+        2.0
+    );
     let mut client = socks::socks5_tunnel(server.addr(), first.addr(), None);
     let (mut far, _) = first.accept();
     socks::exchange(&mut client, &mut far, "unblocked");

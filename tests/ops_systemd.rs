@@ -77,7 +77,11 @@ fn ready_reloading_and_stopping_reach_the_notify_socket() {
     cmd.env("NOTIFY_SOCKET", notify.env_value());
     let starting = thread::spawn(move || Server::spawn(cmd, listeners));
 
-    assert_eq!(notify.next_state(WITHIN), "READY=1", "the first notification");
+    assert_eq!(
+        notify.next_state(WITHIN),
+        "READY=1",
+        "the first notification"
+    );
     // READY=1 means serving: a session works right away, no retry.
     let target = Target::bind("127.0.0.1:0");
     let proxy: SocketAddr = listen.parse().unwrap();

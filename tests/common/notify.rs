@@ -16,8 +16,8 @@ impl NotifySocket {
     pub fn bind() -> NotifySocket {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("notify");
-        let sock = UnixDatagram::bind(&path)
-            .unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+        let sock =
+            UnixDatagram::bind(&path).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
         NotifySocket {
             sock,
             path,
