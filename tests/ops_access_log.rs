@@ -212,3 +212,44 @@ fn a_dash_sends_the_lines_to_stderr() {
     assert_eq!(u64_field(&entries[0], "bytes_up"), 10);
     assert_eq!(u64_field(&entries[0], "bytes_down"), 20);
 }
+
+#[test]
+fn a_path_that_cannot_be_reopened_keeps_the_old_file_and_counts_the_error() {
+    let work = Workdir::new();
+    let log = work.path("access.log");
+    let rotated = work.path("access.log.1");
+    let server = Server::start(&[
+        "--access-log",
+        log.to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let maddr = common::metrics::metrics_addr(&server);
+    let target = Target::bind("127.0.0.1:0");
+    let before = one_session(server.addr(), &target);
+    access_log::wait_entries(&log, 1, WITHIN);
+    std::fs::rename(&log, &rotated).expect("rotate the log");
+    // A directory where the file was: the reopen fails (even for root).
+    std::fs::create_dir(&log).expect("a directory in the log's place");
+
+    server.signal(Signal::SIGHUP);
+    assert!(
+        server.wait_stderr("cannot reopen access log", WITHIN),
+        "the failed reopen is logged:\n{}",
+        server.stderr()
+    );
+    let after = one_session(server.addr(), &target);
+    let old = access_log::wait_entries(&rotated, 2, WITHIN);
+    assert_eq!(
+        clients(&old),
+        [before.to_string(), after.to_string()],
+        "lines keep going to the file already open"
+    );
+    let m = common::metrics::scrape(maddr);
+    assert!(
+        m.get("ringsocks_access_log_errors_total", &[]) >= 1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(m.get("ringsocks_access_log_lines_total", &[]), 2.0);
+}

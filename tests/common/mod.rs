@@ -1,5 +1,6 @@
 //! Support for the integration tests: the server under test, the peers it talks to, a raw
-//! SOCKS client and bounded waits.
+//! SOCKS client and bounded waits, and what an operator sees of the server (metrics,
+//! access log, service-manager notifications) with a balancer to put in front of it.
 //!
 //! Every blocking call here has a deadline, so a server that hangs fails a test instead of
 //! stalling the suite. All traffic stays on loopback.
