@@ -82,3 +82,40 @@ pub fn icmp_unreachables_sent(v6: bool) -> u64 {
         })
         .expect("Icmp OutDestUnreachs in /proc/net/snmp")
 }
+
+/// The TCP addresses process `pid` listens on: the listening sockets of /proc/net/tcp{,6}
+/// whose inode is one of the process's descriptors. How a test learns a port the server
+/// picked but does not print (the metrics port with `--metrics-listen 127.0.0.1:0`).
+pub fn listening(pid: u32) -> Vec<SocketAddr> {
+    const LISTEN: u8 = 0x0a;
+    let inodes: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_str()?.to_string();
+                    link.strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        out.extend(text.lines().skip(1).filter_map(|line| {
+            // sl local remote st queues timer retransmits uid timeout inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let state = u8::from_str_radix(fields.get(3)?, 16).ok()?;
+            let inode: u64 = fields.get(9)?.parse().ok()?;
+            (state == LISTEN && inodes.contains(&inode))
+                .then(|| parse_proc_addr(fields[1]))
+                .flatten()
+        }));
+    }
+    out.sort();
+    out.dedup();
+    out
+}

@@ -49,15 +49,26 @@ impl Server {
 
     /// Like [`Server::start`], with the reason as an error.
     pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        let (cmd, listeners) = Server::command(args);
+        Server::spawn(cmd, listeners)
+    }
+
+    /// The command [`Server::start`] runs for `args` (for a test to add to, e.g. its
+    /// environment), and how many `listening on` lines it announces: one per `--listen`
+    /// and `--proxy-protocol-listen`.
+    pub fn command(args: &[&str]) -> (Command, usize) {
         let mut all: Vec<&str> = Vec::new();
         if !args.contains(&"--listen") {
             all.extend(["--listen", "127.0.0.1:0"]);
         }
         all.extend_from_slice(args);
-        let listeners = all.iter().filter(|a| **a == "--listen").count();
+        let listeners = all
+            .iter()
+            .filter(|a| **a == "--listen" || **a == "--proxy-protocol-listen")
+            .count();
         let mut cmd = Command::new(BIN);
         cmd.args(&all);
-        Server::spawn(cmd, listeners)
+        (cmd, listeners)
     }
 
     /// Spawns `cmd` and waits for `listeners` announcements on its stdout.
@@ -113,6 +124,38 @@ impl Server {
             }
         }
         Ok(server)
+    }
+
+    /// Starts ringsocks with a plain listener on 127.0.0.1 (`addrs()[0]`) and a PROXY
+    /// protocol listener on 127.0.0.1 (`addrs()[1]`) that trusts `trusted`, plus `args`.
+    ///
+    /// The PROXY protocol listener gets a port found free, not port 0: the server takes
+    /// two listeners on 127.0.0.1:0 for one given twice. A port found free can be taken
+    /// before the server binds it, so a few are tried.
+    #[track_caller]
+    pub fn start_proxy_protocol(trusted: &str, args: &[&str]) -> Server {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let proxied = format!("127.0.0.1:{port}");
+            let mut all = vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--proxy-protocol-listen",
+                &proxied,
+                "--proxy-trusted",
+                trusted,
+            ];
+            all.extend_from_slice(args);
+            match Server::try_start(&all) {
+                Ok(server) => return server,
+                Err(e) => last = e,
+            }
+        }
+        panic!("ringsocks did not start: {last}");
     }
 
     /// The first listening address.
@@ -188,6 +231,12 @@ impl Server {
                 .lines()
                 .any(|line| parts.iter().all(|p| line.contains(p)))
         })
+    }
+
+    /// Waits up to `within` until the server's stderr contains `needle`; returns whether
+    /// it did.
+    pub fn wait_stderr(&self, needle: &str, within: Duration) -> bool {
+        wait_until(within, || self.stderr().contains(needle))
     }
 
     pub fn signal(&self, sig: Signal) {

@@ -265,3 +265,28 @@ pub fn socks4_bind(
         .unwrap_or_else(|e| panic!("SOCKS4 BIND {expected} via {proxy}: {e}"));
     (stream, reply)
 }
+
+/// Moves `up` bytes client to target and `down` bytes target to client through an open
+/// tunnel, checking them, then ends the session cleanly: the client half-closes, the
+/// target closes when it sees that, and the client reads the end. A session that
+/// completes, with exactly these byte counts.
+#[track_caller]
+pub fn transfer_and_close(mut near: TcpStream, mut far: TcpStream, up: usize, down: usize) {
+    let up_bytes: Vec<u8> = (0..up).map(|i| (i * 7 + 1) as u8).collect();
+    let down_bytes: Vec<u8> = (0..down).map(|i| (i * 13 + 5) as u8).collect();
+    near.write_all(&up_bytes).expect("write through the tunnel");
+    let got = super::wait::read_exact_vec(&mut far, up).expect("the target reads");
+    assert!(got == up_bytes, "bytes arrived changed at the target");
+    far.write_all(&down_bytes).expect("the target writes");
+    let got = super::wait::read_exact_vec(&mut near, down).expect("read through the tunnel");
+    assert!(got == down_bytes, "bytes arrived changed at the client");
+    near.shutdown(std::net::Shutdown::Write)
+        .expect("half-close the client");
+    let rest = super::wait::read_until_closed(&mut far, IO_TIMEOUT)
+        .expect("the target sees the client's end");
+    assert!(rest.is_empty(), "{} stray bytes at the target", rest.len());
+    drop(far);
+    let rest = super::wait::read_until_closed(&mut near, IO_TIMEOUT)
+        .expect("the client sees the target's end");
+    assert!(rest.is_empty(), "{} stray bytes at the client", rest.len());
+}

@@ -206,6 +206,17 @@ impl UdpClient {
         bind: &str,
         declare: Declare,
     ) -> Result<UdpClient, (socks5::Reply, TcpStream)> {
+        UdpClient::try_open_as(proxy, bind, declare, None)
+    }
+
+    /// Like [`UdpClient::try_open`], authenticating with `creds` when given.
+    #[track_caller]
+    pub fn try_open_as(
+        proxy: SocketAddr,
+        bind: &str,
+        declare: Declare,
+        creds: Option<socks::Creds>,
+    ) -> Result<UdpClient, (socks5::Reply, TcpStream)> {
         let socket = UdpSocket::bind(bind).unwrap_or_else(|e| panic!("bind UDP {bind}: {e}"));
         socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         let declared = match declare {
@@ -215,7 +226,7 @@ impl UdpClient {
         };
         let mut control = socks::dial(proxy);
         let reply =
-            socks::socks5_handshake(&mut control, socks5::CMD_UDP_ASSOCIATE, &declared, None)
+            socks::socks5_handshake(&mut control, socks5::CMD_UDP_ASSOCIATE, &declared, creds)
                 .unwrap_or_else(|e| panic!("UDP ASSOCIATE via {proxy}: {e}"));
         if reply.code != ReplyCode::Succeeded {
             return Err((reply, control));
