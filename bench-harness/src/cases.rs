@@ -183,6 +183,7 @@ impl CaseSpec {
                     Direction::Download
                 },
                 chunk: self.size,
+                verify: false,
             }),
             Kind::Latency | Kind::LatencyRate => latency::run(&LatencyConfig {
                 common,

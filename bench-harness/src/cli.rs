@@ -108,6 +108,9 @@ pub struct ThroughputArgs {
     /// Bytes per write/read call.
     #[arg(long, default_value_t = 65536)]
     pub chunk: usize,
+    /// Compare every relayed byte with what was sent (costs harness CPU); a difference fails the run.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +298,7 @@ pub fn execute(cli: Cli) -> Result<(), Error> {
                     connections: a.connections,
                     direction,
                     chunk: a.chunk,
+                    verify: a.verify,
                 })?;
                 emit(&a.common, &r)?;
                 reports.push(r);

@@ -20,6 +20,7 @@ pub mod run;
 pub mod session;
 pub mod socks;
 pub mod stats;
+pub mod stream;
 pub mod table;
 pub mod targets;
 pub mod udp_client;

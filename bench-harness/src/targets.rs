@@ -1,5 +1,6 @@
 //! The loopback targets the harness relays to, run in-process on one event-loop thread:
-//! TCP echo, TCP sink (reads and discards), TCP source (writes without end) and UDP echo.
+//! TCP echo, TCP sink (reads and discards, and with checking on, compares every byte
+//! with the [`Stream`]), TCP source (writes the stream without end) and UDP echo.
 //!
 //! They live in the harness so that a run needs nothing but the server under test, and
 //! so that their CPU time counts as the harness's own cost, not the server's.
@@ -7,7 +8,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use mio::{Interest, Token, Waker};
 use slab::Slab;
 
 use crate::reactor::{self, Reactor};
+use crate::stream::{Position, Stream};
 
 const ECHO: Token = Token(0);
 const SINK: Token = Token(1);
@@ -36,6 +38,11 @@ pub struct Counters {
     pub source_bytes: Arc<AtomicU64>,
     /// Connections accepted, over all TCP targets.
     pub accepted: Arc<AtomicU64>,
+    /// Sink connections whose bytes differed from the stream (checking on); the sink
+    /// closes each at its first bad byte.
+    pub corrupt: AtomicU64,
+    /// What the first of them received wrong.
+    pub first_corruption: Mutex<Option<String>>,
 }
 
 /// Running targets; stopped and joined on drop.
@@ -53,6 +60,16 @@ pub struct Targets {
 impl Targets {
     /// Binds all four targets on `ip` (ephemeral ports) and starts their thread.
     pub fn start(ip: std::net::IpAddr, cpu: Option<usize>) -> io::Result<Targets> {
+        Targets::launch(ip, cpu, false)
+    }
+
+    /// Like [`Targets::start`], and the sink checks every byte it reads against the
+    /// stream (see [`Counters::corrupt`]).
+    pub fn start_checking(ip: std::net::IpAddr, cpu: Option<usize>) -> io::Result<Targets> {
+        Targets::launch(ip, cpu, true)
+    }
+
+    fn launch(ip: std::net::IpAddr, cpu: Option<usize>, check: bool) -> io::Result<Targets> {
         let any = SocketAddr::new(ip, 0);
         let mut echo = TcpListener::bind(any)?;
         let mut sink = TcpListener::bind(any)?;
@@ -79,7 +96,8 @@ impl Targets {
             udp,
             conns: Slab::new(),
             scratch: vec![0; CHUNK].into_boxed_slice(),
-            pattern: crate::pattern(CHUNK),
+            stream: Stream::new(CHUNK),
+            check,
             counters: counters.clone(),
             stop: stop.clone(),
         };
@@ -124,6 +142,8 @@ struct Conn {
     /// Echo bytes the peer has not taken yet; the echo reads no more until it drains.
     pending: Vec<u8>,
     pending_from: usize,
+    /// Source: stream bytes written so far. Sink: how far the bytes read were checked.
+    stream: Position,
 }
 
 struct Loop {
@@ -132,7 +152,9 @@ struct Loop {
     udp: UdpSocket,
     conns: Slab<Conn>,
     scratch: Box<[u8]>,
-    pattern: Box<[u8]>,
+    stream: Stream,
+    /// The sink compares what it reads with the stream.
+    check: bool,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
 }
@@ -176,6 +198,7 @@ impl Loop {
                         kind,
                         pending: Vec::new(),
                         pending_from: 0,
+                        stream: Position::default(),
                     });
                     self.counters.accepted.fetch_add(1, Ordering::Relaxed);
                     // A source starts writing at once.
@@ -198,8 +221,13 @@ impl Loop {
         };
         let open = match conn.kind {
             Kind::Echo => echo(conn, &mut self.scratch),
-            Kind::Sink => sink(conn, &mut self.scratch, &self.counters.sink_bytes),
-            Kind::Source => source(conn, &mut self.scratch, &self.pattern, &self.counters),
+            Kind::Sink => sink(
+                conn,
+                &mut self.scratch,
+                self.check.then_some(&self.stream),
+                &self.counters,
+            ),
+            Kind::Source => source(conn, &mut self.scratch, &self.stream, &self.counters),
         };
         if !open {
             let mut conn = self.conns.remove(key);
@@ -268,12 +296,20 @@ fn echo(conn: &mut Conn, scratch: &mut [u8]) -> bool {
     }
 }
 
-fn sink(conn: &mut Conn, scratch: &mut [u8], bytes: &AtomicU64) -> bool {
+fn sink(conn: &mut Conn, scratch: &mut [u8], check: Option<&Stream>, counters: &Counters) -> bool {
     loop {
         match conn.sock.read(scratch) {
             Ok(0) => return false,
             Ok(n) => {
-                bytes.fetch_add(n as u64, Ordering::Relaxed);
+                counters.sink_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                if let Some(stream) = check {
+                    if let Err(what) = conn.stream.check(stream, &scratch[..n]) {
+                        counters.corrupt.fetch_add(1, Ordering::Relaxed);
+                        let mut first = counters.first_corruption.lock().expect("not poisoned");
+                        first.get_or_insert(what);
+                        return false;
+                    }
+                }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
             Err(_) => return false,
@@ -281,7 +317,7 @@ fn sink(conn: &mut Conn, scratch: &mut [u8], bytes: &AtomicU64) -> bool {
     }
 }
 
-fn source(conn: &mut Conn, scratch: &mut [u8], pattern: &[u8], counters: &Counters) -> bool {
+fn source(conn: &mut Conn, scratch: &mut [u8], stream: &Stream, counters: &Counters) -> bool {
     // Anything the client sends is discarded; its EOF ends the connection.
     loop {
         match conn.sock.read(scratch) {
@@ -292,8 +328,9 @@ fn source(conn: &mut Conn, scratch: &mut [u8], pattern: &[u8], counters: &Counte
         }
     }
     loop {
-        match conn.sock.write(pattern) {
+        match conn.sock.write(stream.at(conn.stream.offset, stream.max())) {
             Ok(n) => {
+                conn.stream.offset += n as u64;
                 counters.source_bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
@@ -332,9 +369,12 @@ mod tests {
 
         let mut src = TcpStream::connect(t.source).unwrap();
         src.set_read_timeout(timeout).unwrap();
-        let mut buf = vec![0; 100_000];
+        let mut buf = vec![0; 300_000];
         src.read_exact(&mut buf).unwrap();
-        assert_eq!(&buf[..CHUNK], &crate::pattern(CHUNK)[..]);
+        // One unbroken stream, however the source's writes were cut short.
+        Position::default()
+            .check(&Stream::new(CHUNK), &buf)
+            .unwrap();
 
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
         u.set_read_timeout(timeout).unwrap();
@@ -342,5 +382,43 @@ mod tests {
         let mut d = [0u8; 16];
         let (n, from) = u.recv_from(&mut d).unwrap();
         assert_eq!((&d[..n], from), (&b"ping"[..], t.udp_echo));
+    }
+
+    /// Waits until `sink_bytes` reaches `n`, bounded.
+    fn sink_reaches(t: &Targets, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while t.counters.sink_bytes.load(Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "the sink did not read {n} bytes");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn checking_sink_counts_streams_with_wrong_bytes() {
+        let t = Targets::start_checking(Ipv4Addr::LOCALHOST.into(), None).unwrap();
+        let stream = Stream::new(1000);
+        let mut good = Vec::new();
+        while good.len() < 200_000 {
+            good.extend_from_slice(stream.at(good.len() as u64, 1000));
+        }
+        let mut s = TcpStream::connect(t.sink).unwrap();
+        s.write_all(&good).unwrap();
+        drop(s);
+        sink_reaches(&t, good.len() as u64);
+        assert_eq!(t.counters.corrupt.load(Ordering::Relaxed), 0);
+
+        let mut bad = good.clone();
+        bad[150_000] ^= 1;
+        let mut s = TcpStream::connect(t.sink).unwrap();
+        // The sink closes at the bad byte, so the tail of this write may fail.
+        let _ = s.write_all(&bad);
+        drop(s);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while t.counters.corrupt.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "the bad byte went unnoticed");
+            std::thread::yield_now();
+        }
+        let first = t.counters.first_corruption.lock().unwrap().clone();
+        assert!(first.unwrap().contains("byte 150000"));
     }
 }

@@ -18,6 +18,7 @@ fn throughput_moves_bytes_both_ways() {
             connections: 2,
             direction,
             chunk: 65536,
+            verify: true,
         })
         .unwrap();
         assert_sane(&r);

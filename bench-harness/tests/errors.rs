@@ -1,5 +1,6 @@
 //! A server that says no is reported as an error, never as a figure: error replies,
-//! method rejection, failed authentication, garbage, early close, a dead server.
+//! method rejection, failed authentication, garbage, early close, a dead server, and a
+//! relay that alters a byte.
 
 mod support;
 
@@ -8,6 +9,7 @@ use std::process::Command;
 use bench_harness::error::{Error, SocksError};
 use bench_harness::modes::connect::{self, ConnectConfig};
 use bench_harness::modes::latency::{self, LatencyConfig};
+use bench_harness::modes::throughput::{self, Direction, ThroughputConfig};
 use bench_harness::modes::udp::{self, UdpConfig};
 use bench_harness::run::Route;
 use ringsocks::proto::ReplyCode;
@@ -108,6 +110,50 @@ fn garbage_and_early_close_are_errors() {
         latency_via(via(&stub)),
         Err(Error::Socks(SocksError::Closed { .. }))
     ));
+}
+
+#[test]
+fn one_altered_byte_fails_a_verified_bulk_run_either_way() {
+    for (direction, fault) in [
+        (Direction::Upload, Fault::FlipUp(100_000)),
+        (Direction::Download, Fault::FlipDown(100_000)),
+    ] {
+        let stub = faulty(fault);
+        let run = |verify| {
+            throughput::run(&ThroughputConfig {
+                common: quick(via(&stub)),
+                connections: 1,
+                direction,
+                chunk: 16 * 1024,
+                verify,
+            })
+        };
+        match run(true) {
+            Err(Error::Corrupt(what)) => assert!(what.contains("byte 100000"), "{what}"),
+            other => panic!(
+                "{direction:?}: expected the altered byte as an error, got {:?}",
+                other.map(|r| r.render())
+            ),
+        }
+        // Unverified, the same relay goes unnoticed: the check is what catches it.
+        assert!(run(false).is_ok(), "{direction:?}");
+    }
+}
+
+#[test]
+fn one_altered_byte_fails_an_echo_run() {
+    let stub = faulty(Fault::FlipUp(100_000));
+    let r = latency::run(&LatencyConfig {
+        common: quick(via(&stub)),
+        connections: 1,
+        size: 64 * 1024,
+        rate: None,
+    });
+    assert!(
+        matches!(r, Err(Error::Corrupt(_))),
+        "{:?}",
+        r.map(|r| r.render())
+    );
 }
 
 #[test]

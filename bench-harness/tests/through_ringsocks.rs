@@ -37,7 +37,7 @@ fn latency_closed_and_open_loop() {
 }
 
 #[test]
-fn throughput_both_ways() {
+fn throughput_both_ways_every_byte_verified() {
     let rs = Ringsocks::start(None);
     for direction in [Direction::Upload, Direction::Download] {
         let r = throughput::run(&ThroughputConfig {
@@ -45,6 +45,7 @@ fn throughput_both_ways() {
             connections: 2,
             direction,
             chunk: 65536,
+            verify: true,
         })
         .unwrap();
         assert_sane(&r);

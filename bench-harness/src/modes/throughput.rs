@@ -4,6 +4,10 @@
 //! Bytes are counted where they arrive: at the sink for upload, at the client for
 //! download, sampled at the window's edges, so bytes parked in socket buffers are never
 //! counted as moved.
+//!
+//! Every connection carries the [`Stream`], so with `--verify` the reader (sink or
+//! client) compares every byte with what was sent and a relay that alters, drops or
+//! duplicates bytes fails the run. Off by default: the comparison costs harness CPU.
 
 use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +19,7 @@ use crate::reactor::Reactor;
 use crate::report::Report;
 use crate::run::{self, Common, Ctl, Failures, Worker};
 use crate::session::{self, Dialer};
+use crate::stream::{Position, Stream};
 use crate::targets::Targets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +44,16 @@ pub struct ThroughputConfig {
     pub direction: Direction,
     /// Bytes per write or read call.
     pub chunk: usize,
+    /// Compare every byte that arrives with the stream that was sent.
+    pub verify: bool,
+}
+
+/// Why a connection stopped moving bytes.
+enum Fault {
+    /// Tolerated up to `--max-errors`.
+    Transport(String),
+    /// Never tolerated.
+    Corrupt(String),
 }
 
 pub fn run(cfg: &ThroughputConfig) -> Result<Report, Error> {
@@ -53,8 +68,12 @@ pub fn run(cfg: &ThroughputConfig) -> Result<Report, Error> {
         threads,
         ..c.clone()
     };
-    let targets = Targets::start(crate::LOOPBACK, c.cpu(threads))
-        .map_err(|e| Error::io("cannot start the targets", e))?;
+    let targets = if cfg.verify {
+        Targets::start_checking(crate::LOOPBACK, c.cpu(threads))
+    } else {
+        Targets::start(crate::LOOPBACK, c.cpu(threads))
+    }
+    .map_err(|e| Error::io("cannot start the targets", e))?;
     let target = match cfg.direction {
         Direction::Upload => targets.sink,
         Direction::Download => targets.source,
@@ -75,7 +94,20 @@ pub fn run(cfg: &ThroughputConfig) -> Result<Report, Error> {
         Direction::Download => counter,
     };
     let out = run::execute(&common, workers, Some(sampled), Duration::ZERO)?;
+    let counters = targets.counters.clone();
     drop(targets);
+    let corrupt = counters.corrupt.load(Ordering::Relaxed);
+    if corrupt > 0 {
+        let first = counters
+            .first_corruption
+            .lock()
+            .expect("not poisoned")
+            .take();
+        return Err(Error::Corrupt(format!(
+            "{corrupt} upload connection(s) reached the sink altered; first: {}",
+            first.unwrap_or_default()
+        )));
+    }
 
     let mut failures = Failures::default();
     for f in out.results {
@@ -90,10 +122,15 @@ pub fn run(cfg: &ThroughputConfig) -> Result<Report, Error> {
     Ok(Report {
         mode: "throughput",
         setup: format!(
-            "{} connections, {}, {} B writes",
+            "{} connections, {}, {} B writes{}",
             cfg.connections,
             cfg.direction.name(),
-            cfg.chunk
+            cfg.chunk,
+            if cfg.verify {
+                ", every byte verified"
+            } else {
+                ""
+            }
         ),
         route: c.route.describe(),
         window_s,
@@ -128,12 +165,20 @@ fn worker(
 ) -> Result<Failures, Error> {
     let mut reactor = Reactor::new(1024).map_err(|e| Error::io("poll", e))?;
     let mut sessions = session::open_all(&mut reactor, dialer, n, 256, cfg.common.timeout)?;
+    let stream = Stream::new(cfg.chunk);
+    // Per connection: stream bytes written (upload) or read and checked (download).
+    let mut progress = vec![Position::default(); n];
     if cfg.direction == Direction::Download {
-        let early: usize = sessions.iter().map(|s| s.early_data().len()).sum();
-        counter.fetch_add(early as u64, Ordering::Relaxed);
+        for (s, p) in sessions.iter().zip(&mut progress) {
+            // The stream's first bytes may have come with the server's reply.
+            let early = s.early_data();
+            counter.fetch_add(early.len() as u64, Ordering::Relaxed);
+            if cfg.verify {
+                p.check(&stream, early).map_err(Error::Corrupt)?;
+            }
+        }
     }
     let window = ctl.ready()?;
-    let pattern = crate::pattern(cfg.chunk);
     let mut buf = vec![0u8; cfg.chunk];
     let mut failures = Failures::default();
     let mut dead = vec![false; n];
@@ -145,13 +190,21 @@ fn worker(
                 continue;
             }
             let sock = &mut sessions[i].sock;
+            let at = &mut progress[i];
             let result = match cfg.direction {
-                Direction::Upload => write_until_blocked(sock, &pattern),
-                Direction::Download => read_until_blocked(sock, &mut buf, counter),
+                Direction::Upload => write_until_blocked(sock, &stream, at),
+                Direction::Download => {
+                    let check = cfg.verify.then_some(&stream);
+                    read_until_blocked(sock, &mut buf, counter, check, at)
+                }
             };
-            if let Err(what) = result {
-                dead[i] = true;
-                failures.note(|| what);
+            match result {
+                Ok(()) => {}
+                Err(Fault::Transport(what)) => {
+                    dead[i] = true;
+                    failures.note(|| what);
+                }
+                Err(Fault::Corrupt(what)) => return Err(Error::Corrupt(what)),
             }
         }
         if Instant::now() >= window.measure_end || failures.count > cfg.common.max_errors {
@@ -166,31 +219,41 @@ fn worker(
     Ok(failures)
 }
 
-fn write_until_blocked(sock: &mut mio::net::TcpStream, data: &[u8]) -> Result<(), String> {
+fn write_until_blocked(
+    sock: &mut mio::net::TcpStream,
+    stream: &Stream,
+    at: &mut Position,
+) -> Result<(), Fault> {
     loop {
-        match sock.write(data) {
-            Ok(_) => {}
+        match sock.write(stream.at(at.offset, stream.max())) {
+            Ok(n) => at.offset += n as u64,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("write: {e}")),
+            Err(e) => return Err(Fault::Transport(format!("write: {e}"))),
         }
     }
 }
 
+/// Reads what the socket holds; with `check`, compares it with the stream at `at`.
 fn read_until_blocked(
     sock: &mut mio::net::TcpStream,
     buf: &mut [u8],
     counter: &AtomicU64,
-) -> Result<(), String> {
+    check: Option<&Stream>,
+    at: &mut Position,
+) -> Result<(), Fault> {
     loop {
         match sock.read(buf) {
-            Ok(0) => return Err("the relay closed the connection".into()),
+            Ok(0) => return Err(Fault::Transport("the relay closed the connection".into())),
             Ok(n) => {
                 counter.fetch_add(n as u64, Ordering::Relaxed);
+                if let Some(stream) = check {
+                    at.check(stream, &buf[..n]).map_err(Fault::Corrupt)?;
+                }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("read: {e}")),
+            Err(e) => return Err(Fault::Transport(format!("read: {e}"))),
         }
     }
 }

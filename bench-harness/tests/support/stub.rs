@@ -32,6 +32,11 @@ pub enum Fault {
     CloseAfterGreeting,
     /// Answer the greeting with bytes that are not SOCKS.
     Garbage,
+    /// Relay CONNECT sessions, but flip the lowest bit of the byte at this offset of the
+    /// client-to-target direction.
+    FlipUp(u64),
+    /// The same in the target-to-client direction.
+    FlipDown(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -269,15 +274,41 @@ fn connect(mut conn: TcpStream, early: Vec<u8>, dst: Address, s: &Shared) -> io:
     s.counts.connects.fetch_add(1, Ordering::Relaxed);
     reply(&mut conn, ReplyCode::Succeeded, out.local_addr()?)?;
     out.write_all(&early)?;
+    let (flip_up, flip_down) = match s.config.fault {
+        // The early data already went up unchanged.
+        Fault::FlipUp(at) => (at.checked_sub(early.len() as u64), None),
+        Fault::FlipDown(at) => (None, Some(at)),
+        _ => (None, None),
+    };
     let (mut c2, mut o2) = (conn.try_clone()?, out.try_clone()?);
     let up = thread::spawn(move || {
-        let _ = io::copy(&mut c2, &mut o2);
+        let _ = copy(&mut c2, &mut o2, flip_up);
         let _ = o2.shutdown(Shutdown::Write);
     });
-    let _ = io::copy(&mut out, &mut conn);
+    let _ = copy(&mut out, &mut conn, flip_down);
     let _ = conn.shutdown(Shutdown::Write);
     let _ = up.join();
     Ok(())
+}
+
+/// Copies until EOF, flipping the lowest bit of byte `flip` on the way.
+fn copy(from: &mut TcpStream, to: &mut TcpStream, flip: Option<u64>) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    // Bounded by the peer's EOF or an error.
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if let Some(at) = flip {
+            if (offset..offset + n as u64).contains(&at) {
+                buf[(at - offset) as usize] ^= 1;
+            }
+        }
+        offset += n as u64;
+        to.write_all(&buf[..n])?;
+    }
 }
 
 fn associate(mut conn: TcpStream, announced: Address, s: &Shared) -> io::Result<()> {
