@@ -27,7 +27,16 @@ fn main() -> ExitCode {
             // One line, like every other start-up problem (clap adds a usage hint below).
             let text = e.to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("ringsocks: {}", first.trim_start_matches("error: "));
+            // Keep what is allowed, when clap lists it on a line of its own.
+            let allowed = text
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("[possible values:"))
+                .map_or(String::new(), |l| format!(" {l}"));
+            eprintln!(
+                "ringsocks: {}{allowed}",
+                first.trim_start_matches("error: ")
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -111,7 +120,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
     };
     let mut server = Server::start_with(config.engine, observers)?;
     let process = Arc::new(ProcessStats::default());
-    let _exporter = match config.ops.metrics_listen {
+    let exporter = match config.ops.metrics_listen {
         Some(addr) => {
             let sources = Sources {
                 process: process.clone(),
@@ -130,6 +139,9 @@ fn run(cli: &Cli) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     for addr in server.local_addrs() {
         writeln!(out, "listening on {addr}")?;
+    }
+    if let Some(exporter) = &exporter {
+        writeln!(out, "metrics on {}", exporter.local_addr())?;
     }
     out.flush()?;
     drop(out);

@@ -231,7 +231,8 @@ fn listeners(s: &Settings, src: &Source) -> Result<Listeners, ConfigError> {
         keys.push(key.field("address"));
     }
     for (i, (a, _)) in out.iter().enumerate() {
-        if out[..i].iter().any(|(b, _)| b == a) {
+        // Port 0 picks a free port for each listener, so it never repeats.
+        if a.port() != 0 && out[..i].iter().any(|(b, _)| b == a) {
             return Err(src.error(&keys[i], format!("{a} is given twice")));
         }
     }

@@ -149,15 +149,27 @@ impl Shard {
             .map_or_else(|| "unknown client".to_string(), |a| a.to_string())
     }
 
-    /// What the rules say about `dest` (an address connected to, a datagram's
-    /// destination, BIND's expected peer) for this session.
-    pub(super) fn check_dest(&self, slot: usize, dest: IpAddr, port: u16) -> Decision {
-        let active = self.shared.policy.load();
-        let meta = &self.conns[slot].meta;
-        let domain = match &meta.target {
+    /// What the rules say about `dest`, an address the session connects to (or BIND's
+    /// expected peer), reached through the name the request asked for, if any.
+    pub(super) fn check_target(&self, slot: usize, dest: IpAddr, port: u16) -> Decision {
+        let domain = match &self.conns[slot].meta.target {
             Some(Address::Domain(name, _)) => Some(name.as_str()),
             _ => None,
         };
+        self.check_dest(slot, dest, port, domain)
+    }
+
+    /// What the rules say about `dest` for this session, reached through `domain` (a UDP
+    /// datagram names its own destination).
+    pub(super) fn check_dest(
+        &self,
+        slot: usize,
+        dest: IpAddr,
+        port: u16,
+        domain: Option<&str>,
+    ) -> Decision {
+        let active = self.shared.policy.load();
+        let meta = &self.conns[slot].meta;
         active.policy.check(&Check {
             client: self.client_ip(slot),
             user: meta.user.as_deref(),

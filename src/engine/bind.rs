@@ -22,7 +22,7 @@ impl Shard {
             None => 0,
         };
         if let Some(&peer) = expected.first() {
-            let decision = self.check_dest(slot, peer, port);
+            let decision = self.check_target(slot, peer, port);
             if !decision.allow {
                 self.denied(slot, &decision, &peer.to_string());
                 self.reject(slot, ReplyCode::NotAllowed);

@@ -100,7 +100,7 @@ impl Shard {
             plan.next += 1;
             let addr = SocketAddr::new(ip, plan.port);
             // Rules apply to the address actually connected to, names resolved.
-            let decision = self.check_dest(slot, ip, addr.port());
+            let decision = self.check_target(slot, ip, addr.port());
             if !decision.allow {
                 self.denied(slot, &decision, &addr.to_string());
                 if let Some(plan) = self.conns[slot].plan.as_mut() {

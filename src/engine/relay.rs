@@ -234,6 +234,7 @@ impl Shard {
     pub(super) fn drive_relay(&mut self, slot: usize) {
         for dir in [Dir::Up, Dir::Down] {
             let sink = self.sink(slot, dir);
+            let token = self.token(slot, Op::Shutdown);
             let conn = &mut self.conns[slot];
             // The direction that finishes last needs no shutdown: closing both sockets,
             // which follows at once, sends its FIN.
@@ -242,7 +243,8 @@ impl Shard {
             if pipe.eof && pipe.segs.is_empty() && !pipe.sending && !pipe.shut {
                 pipe.shut = true;
                 if let (Some(fd), false) = (sink, last) {
-                    self.ring.shutdown_write(fd);
+                    conn.inflight += 1;
+                    self.ring.shutdown_write(fd, token);
                 }
             }
         }
@@ -255,6 +257,7 @@ impl Shard {
     /// After a failure reply: discard input, shut our side once the reply is out, and
     /// close when the client does (or the linger deadline passes).
     pub(super) fn drive_linger(&mut self, slot: usize) {
+        let token = self.token(slot, Op::Shutdown);
         let conn = &mut self.conns[slot];
         for seg in conn.up.segs.drain(..) {
             if let Seg::Buf { bid, .. } = seg {
@@ -264,7 +267,8 @@ impl Shard {
         conn.up.queued = 0;
         if conn.down.segs.is_empty() && !conn.down.sending && !conn.down.shut {
             conn.down.shut = true;
-            self.ring.shutdown_write(Fd::Fixed(conn.client));
+            conn.inflight += 1;
+            self.ring.shutdown_write(Fd::Fixed(conn.client), token);
         }
         if conn.up.eof {
             self.begin_close(slot, CloseReason::Rejected);

@@ -292,11 +292,11 @@ impl Ring {
         self.push(&[e]);
     }
 
-    /// SHUT_WR; only a failure completes (nothing waits for it, nor holds memory).
-    pub fn shutdown_write(&mut self, fd: Fd) {
-        let e = on_fd!(fd, |f| opcode::Shutdown::new(f, libc::SHUT_WR).build())
-            .flags(squeue::Flags::SKIP_SUCCESS)
-            .user_data(IGNORE.0);
+    /// SHUT_WR. The kernel always runs it on a worker thread, where it looks the socket
+    /// up only then: its session must wait for its completion before closing, or the
+    /// shutdown could land on a new socket that reused the slot or descriptor number.
+    pub fn shutdown_write(&mut self, fd: Fd, token: Token) {
+        let e = on_fd!(fd, |f| opcode::Shutdown::new(f, libc::SHUT_WR).build()).user_data(token.0);
         self.push(&[e]);
     }
 

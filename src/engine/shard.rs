@@ -278,7 +278,7 @@ impl Shard {
             Op::UdpRecv => self.on_udp_recv(slot, c),
             Op::UdpSend => self.on_udp_send(slot, c),
             Op::InstallFd => self.on_install_fd(slot, c),
-            Op::Cancel => {}
+            Op::Cancel | Op::Shutdown => {}
             Op::Accept | Op::Wake | Op::Ignore => {}
         }
         self.progress(slot);

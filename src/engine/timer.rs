@@ -69,6 +69,11 @@ impl TimerWheel {
                 }
             });
             self.len -= before - bucket.len();
+            // A burst leaves a bucket far larger than it now needs: give that memory
+            // back, or every bucket keeps the largest burst it ever saw.
+            if bucket.capacity() > 4 * bucket.len() + 16 {
+                bucket.shrink_to(bucket.len() * 2);
+            }
         }
         self.now = to;
     }
@@ -118,6 +123,18 @@ mod tests {
         w.advance(1000, &mut fired);
         fired.sort_unstable();
         assert_eq!(fired, (0..20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn buckets_give_back_memory_after_a_burst() {
+        let mut w = TimerWheel::new(8);
+        let mut fired = Vec::new();
+        for k in 0..10_000 {
+            w.schedule(1, k);
+        }
+        w.advance(1, &mut fired);
+        assert_eq!(fired.len(), 10_000);
+        assert!(w.buckets.iter().all(|b| b.capacity() <= 16));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum Op {
     SendTarget,
     /// Outbound connect.
     Connect,
+    /// SHUT_WR toward the client or the target.
+    Shutdown,
     /// Cancellation requests (their own completions).
     Cancel,
     /// Completions nobody waits for (close of a freed connection).
@@ -46,7 +48,7 @@ pub enum Op {
     InstallFd,
 }
 
-const OPS: [Op; 15] = [
+const OPS: [Op; 16] = [
     Op::Accept,
     Op::Accept,
     Op::Wake,
@@ -56,6 +58,7 @@ const OPS: [Op; 15] = [
     Op::SendClient,
     Op::SendTarget,
     Op::Connect,
+    Op::Shutdown,
     Op::Cancel,
     Op::Ignore,
     Op::BindAccept,

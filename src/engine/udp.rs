@@ -41,6 +41,8 @@ pub struct Pending {
     off: u32,
     len: u32,
     port: u16,
+    /// The name it was sent to: rules see it.
+    host: Box<str>,
 }
 
 #[derive(Debug)]
@@ -326,11 +328,16 @@ impl Shard {
             return;
         }
         match dest {
-            Address::Ip(sa) => self.send_remote(slot, bid, p_off, p_len, sa),
+            Address::Ip(sa) => self.send_remote(slot, bid, p_off, p_len, sa, None),
             Address::Domain(host, port) => match self.shared.resolver.cached(&host) {
-                Some(Ok(addrs)) => {
-                    self.send_remote(slot, bid, p_off, p_len, SocketAddr::new(addrs[0], port))
-                }
+                Some(Ok(addrs)) => self.send_remote(
+                    slot,
+                    bid,
+                    p_off,
+                    p_len,
+                    SocketAddr::new(addrs[0], port),
+                    Some(&host),
+                ),
                 Some(Err(_)) => self.udp_drop(bid, UdpDrop::NoRoute),
                 None => self.await_name(slot, bid, p_off, p_len, &host, port),
             },
@@ -356,6 +363,7 @@ impl Shard {
             off,
             len,
             port,
+            host: host.into(),
         });
         let key = Token::with_aux(Op::Ignore, slot as u32, generation, ticket);
         self.shared
@@ -378,19 +386,32 @@ impl Shard {
         assoc.held -= ready.len() as u32;
         for p in ready {
             match &result {
-                Ok(addrs) if !addrs.is_empty() => {
-                    self.send_remote(slot, p.bid, p.off, p.len, SocketAddr::new(addrs[0], p.port))
-                }
+                Ok(addrs) if !addrs.is_empty() => self.send_remote(
+                    slot,
+                    p.bid,
+                    p.off,
+                    p.len,
+                    SocketAddr::new(addrs[0], p.port),
+                    Some(&p.host),
+                ),
                 _ => self.udp_drop(p.bid, UdpDrop::NoRoute),
             }
         }
     }
 
     /// Sends a client payload to its destination through the outbound socket of its family.
-    fn send_remote(&mut self, slot: usize, bid: u16, off: u32, len: u32, dest: SocketAddr) {
+    fn send_remote(
+        &mut self,
+        slot: usize,
+        bid: u16,
+        off: u32,
+        len: u32,
+        dest: SocketAddr,
+        domain: Option<&str>,
+    ) {
         let dest = canonical(dest);
         // Every datagram's destination is checked against the rules.
-        let decision = self.check_dest(slot, dest.ip(), dest.port());
+        let decision = self.check_dest(slot, dest.ip(), dest.port(), domain);
         if !decision.allow {
             self.count_denial(&decision);
             log::debug!("UDP datagram to {dest} denied: {}", decision.reason());
