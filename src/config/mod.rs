@@ -358,7 +358,7 @@ fn build(s: Settings, src: &Source, host: Option<HostLimits>) -> Result<Config, 
         None => room,
     };
 
-    let buffer_count = s.buffers.unwrap_or(512);
+    let buffer_count = s.buffers.unwrap_or(256);
     let udp_buffer_count = s.udp_buffers.unwrap_or(1024);
     if let Some(limit) = host.memlock {
         let ring = (buffer_count as u64 * 16).next_multiple_of(4096)
@@ -387,7 +387,7 @@ fn build(s: Settings, src: &Source, host: Option<HostLimits>) -> Result<Config, 
         idle_timeout: secs(s.idle_timeout, 300),
         max_connections: max_connections.min(usize::MAX as u64) as usize,
         files_per_shard: max_connections.min(host.nofile).min(u32::MAX as u64) as u32,
-        buffer_size: s.buffer_size.unwrap_or(32) * 1024,
+        buffer_size: s.buffer_size.unwrap_or(64) * 1024,
         buffer_count,
         udp_bind: s.udp_bind,
         udp_port_range: s.udp_port_range.map(|r| (r.0, r.1)),

@@ -102,11 +102,11 @@ pub struct Settings {
     #[arg(long, value_name = "RATE")]
     pub bandwidth_per_user_down: Option<Rate>,
 
-    /// Size of each relay buffer, in KiB [default: 32].
+    /// Size of each relay buffer, in KiB [default: 64].
     #[arg(long, value_name = "KIB")]
     pub buffer_size: Option<u32>,
 
-    /// Relay buffers per shard, a power of two [default: 512].
+    /// Relay buffers per shard, a power of two [default: 256].
     #[arg(long, value_name = "N")]
     pub buffers: Option<u16>,
 
@@ -292,8 +292,8 @@ pub fn defaults() -> Settings {
         connect_timeout: secs(10),
         idle_timeout: secs(300),
         drain_timeout: secs(30),
-        buffer_size: Some(32),
-        buffers: Some(512),
+        buffer_size: Some(64),
+        buffers: Some(256),
         udp_idle_timeout: secs(300),
         udp_max_datagram: Some(2000),
         udp_buffers: Some(1024),

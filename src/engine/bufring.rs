@@ -48,6 +48,11 @@ pub struct BufRing {
     window: u32,
     /// A receive found the ring empty since the last publish.
     ran_dry: bool,
+    /// Which buffer each ring entry holds (by position & mask), and the position each
+    /// buffer was last published at: a bundle names only its first buffer, the others
+    /// are the entries after it.
+    ring_bids: Vec<u16>,
+    pos_of: Vec<u16>,
 }
 
 /// The ring's first window: enough for the receives of a few busy sessions.
@@ -91,6 +96,8 @@ impl BufRing {
             in_ring: 0,
             window: FIRST_WINDOW.min(entries as u32),
             ran_dry: false,
+            ring_bids: vec![0; entries as usize],
+            pos_of: vec![0; entries as usize],
         };
         // Lowest ids on top of the stack, used first.
         for bid in (0..entries).rev() {
@@ -131,6 +138,33 @@ impl BufRing {
         self.held[bid as usize / 64] |= 1 << (bid % 64);
         self.held_count += 1;
         self.in_ring = self.in_ring.saturating_sub(1);
+        true
+    }
+
+    /// Takes the buffers a receive of `len` bytes filled, starting with `first` (one
+    /// buffer, or a bundle of consecutive ring entries each filled before the next), and
+    /// appends them with their lengths to `out`. False if the kernel's report does not
+    /// match the ring (then nothing more is taken).
+    pub fn take_filled(&mut self, first: u16, len: u32, out: &mut Vec<Slice>) -> bool {
+        if first >= self.entries {
+            return false;
+        }
+        let count = len.div_ceil(self.buf_size).max(1);
+        let start = self.pos_of[first as usize];
+        let mut left = len;
+        for i in 0..count as u16 {
+            let bid = self.ring_bids[(start.wrapping_add(i) & self.mask) as usize];
+            if !self.take(bid) {
+                return false;
+            }
+            let n = left.min(self.buf_size);
+            out.push(Slice {
+                bid,
+                off: 0,
+                len: n,
+            });
+            left -= n;
+        }
         true
     }
 
@@ -207,6 +241,8 @@ impl BufRing {
                 entry.set_len(self.buf_size);
                 entry.set_bid(bid);
             }
+            self.ring_bids[idx] = bid;
+            self.pos_of[bid as usize] = self.tail;
             self.tail = self.tail.wrapping_add(1);
             self.in_ring += 1;
         }

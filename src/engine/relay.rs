@@ -8,8 +8,9 @@
 
 use std::os::fd::AsRawFd;
 
+use super::bufring::Slice;
 use super::conn::{Dir, Phase, RecvState, Seg};
-use super::ring::{Completion, Fd};
+use super::ring::{Completion, Fd, MAX_GATHER};
 use super::shard::Shard;
 use super::token::Op;
 use crate::telemetry::{CloseReason, Direction, Limit, Pool};
@@ -42,16 +43,22 @@ impl Shard {
         }
         if c.result > 0 {
             let len = c.result as u32;
-            match c.buffer() {
-                Some(bid) if self.pool.take(bid) => {
-                    pipe.segs.push_back(Seg::Buf { bid, off: 0, len });
-                    pipe.queued += len;
-                    conn.last_active = now;
-                }
-                _ => {
-                    log::error!("receive completion without a usable buffer");
-                    self.begin_close(slot, side_error(dir));
-                }
+            self.filled.clear();
+            let ok = c
+                .buffer()
+                .is_some_and(|first| self.pool.take_filled(first, len, &mut self.filled));
+            for s in &self.filled {
+                pipe.segs.push_back(Seg::Buf {
+                    bid: s.bid,
+                    off: 0,
+                    len: s.len,
+                });
+                pipe.queued += s.len;
+            }
+            conn.last_active = now;
+            if !ok {
+                log::error!("receive completion without a usable buffer");
+                self.begin_close(slot, side_error(dir));
             }
             return;
         }
@@ -80,9 +87,6 @@ impl Shard {
         let conn = &mut self.conns[slot];
         let pipe = conn.pipe(dir);
         pipe.sending = false;
-        let Some(front) = pipe.segs.front_mut() else {
-            return;
-        };
         if c.result <= 0 {
             if c.result < 0 {
                 log::debug!("send: {}", std::io::Error::from_raw_os_error(-c.result));
@@ -90,32 +94,45 @@ impl Shard {
             self.begin_close(slot, side_error(opposite(dir)));
             return;
         }
-        let n = (c.result as u32).min(front.len());
-        if matches!(front, Seg::Buf { .. }) {
-            pipe.relayed += n as u64;
+        // One send may have covered several buffers (gathered); retire what it took.
+        let mut left = c.result as u32;
+        let mut relayed = 0u64;
+        let mut replies_done = false;
+        while left > 0 {
+            let Some(front) = pipe.segs.front_mut() else {
+                break;
+            };
+            let n = left.min(front.len());
+            if matches!(front, Seg::Buf { .. }) {
+                relayed += n as u64;
+            }
+            front.advance(n);
+            pipe.queued -= n;
+            left -= n;
+            if front.len() == 0 {
+                match pipe.segs.pop_front() {
+                    Some(Seg::Buf { bid, .. }) => self.pool.give_back(bid),
+                    Some(Seg::Out { .. }) => {
+                        replies_done = !matches!(pipe.segs.front(), Some(Seg::Out { .. }))
+                    }
+                    None => {}
+                }
+            }
+        }
+        pipe.relayed += relayed;
+        if relayed > 0 {
             let direction = if dir == Dir::Up {
                 Direction::Up
             } else {
                 Direction::Down
             };
-            self.stats.relayed(direction, n as u64);
+            self.stats.relayed(direction, relayed);
         }
-        front.advance(n);
-        pipe.queued -= n;
-        if front.len() == 0 {
-            match pipe.segs.pop_front() {
-                Some(Seg::Buf { bid, .. }) => self.pool.give_back(bid),
-                Some(Seg::Out { .. }) => {
-                    // The last handshake reply is out: a relaying session needs no
-                    // scratch block any more (an idle session holds only its state).
-                    let more = matches!(pipe.segs.front(), Some(Seg::Out { .. }));
-                    if !more && conn.phase == Phase::Relay {
-                        if let Some(id) = conn.scratch.take() {
-                            self.scratch.release(id);
-                        }
-                    }
-                }
-                None => {}
+        // The last handshake reply is out: a relaying session needs no scratch block any
+        // more (an idle session holds only its state).
+        if replies_done && conn.phase == Phase::Relay {
+            if let Some(id) = conn.scratch.take() {
+                self.scratch.release(id);
             }
         }
         conn.last_active = now;
@@ -187,10 +204,20 @@ impl Shard {
             let Some(&seg) = pipe.segs.front() else {
                 return;
             };
-            if pipe.paused_until > self.clock_tick() {
+            let paused_until = pipe.paused_until;
+            // Leading buffers go out together, one system call for up to MAX_GATHER.
+            self.gather.clear();
+            for s in pipe.segs.iter().take(MAX_GATHER) {
+                match *s {
+                    Seg::Buf { bid, off, len } => self.gather.push(Slice { bid, off, len }),
+                    Seg::Out { .. } => break,
+                }
+            }
+            if paused_until > self.clock_tick() {
                 return;
             }
-            if let Seg::Buf { len, .. } = seg {
+            if !self.gather.is_empty() {
+                let len = self.gather.iter().map(|s| s.len).sum();
                 if let Some(wait) = self.bandwidth_wait(slot, dir, len) {
                     let until = self.now() + wait;
                     self.conns[slot].pipe(dir).paused_until = until;
@@ -204,8 +231,8 @@ impl Shard {
             pipe.sending = true;
             conn.inflight += 1;
             match seg {
-                Seg::Buf { bid, off, len } => {
-                    if !self.ring.send_buf(sink, &self.pool, bid, off, len, token) {
+                Seg::Buf { .. } => {
+                    if !self.ring.send_bufs(sink, &self.pool, &self.gather, token) {
                         log::error!("send from a buffer that is not held");
                         let conn = &mut self.conns[slot];
                         conn.inflight -= 1;

@@ -79,7 +79,17 @@ pub struct Ring {
     /// Connect addresses of the submissions queued since the last submit.
     addrs: Box<[[u8; ADDR_CAP]; ADDR_ARENA]>,
     addrs_used: usize,
+    /// Headers and iovecs of gathered sends queued since the last submit (the kernel
+    /// copies both when it takes the submission; the data stays in held buffers).
+    msgs: Box<[libc::msghdr]>,
+    iovs: Box<[[libc::iovec; MAX_GATHER]]>,
+    msgs_used: usize,
+    /// Receives fill several buffers at once (IORING_RECVSEND_BUNDLE).
+    bundles: bool,
 }
+
+/// Buffers one send may gather.
+pub const MAX_GATHER: usize = 8;
 
 /// Connects queued per submit before the queue is flushed early.
 const ADDR_ARENA: usize = 64;
@@ -115,10 +125,25 @@ impl Ring {
         uring.submitter().register_files_sparse(files)?;
         // Saves the fd lookup on every enter; not fatal if unsupported.
         let _ = uring.submitter().register_ring_fd();
+        let bundles = uring.params().is_feature_recvsend_bundle();
         Ok(Ring {
             uring,
             addrs: Box::new([[0; ADDR_CAP]; ADDR_ARENA]),
             addrs_used: 0,
+            // SAFETY: msghdr and iovec are plain C structs for which all-zero is valid.
+            msgs: (0..ADDR_ARENA)
+                .map(|_| unsafe { std::mem::zeroed() })
+                .collect(),
+            iovs: (0..ADDR_ARENA)
+                .map(|_| {
+                    [libc::iovec {
+                        iov_base: std::ptr::null_mut(),
+                        iov_len: 0,
+                    }; MAX_GATHER]
+                })
+                .collect(),
+            msgs_used: 0,
+            bundles,
             recvmsg: Box::new({
                 // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
                 let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -152,6 +177,7 @@ impl Ring {
         // An error here resurfaces at the next submit_and_wait.
         let _ = self.uring.submit();
         self.addrs_used = 0;
+        self.msgs_used = 0;
     }
 
     fn push(&mut self, entries: &[squeue::Entry]) {
@@ -175,6 +201,7 @@ impl Ring {
         let args = types::SubmitArgs::new().timespec(&ts);
         let result = self.uring.submitter().submit_with_args(1, &args);
         self.addrs_used = 0;
+        self.msgs_used = 0;
         match result {
             Ok(_) => Ok(()),
             Err(e) => match e.raw_os_error() {
@@ -208,9 +235,49 @@ impl Ring {
         self.push(&[e]);
     }
 
+    /// Multishot receive into provided buffers; with bundles, one completion may fill
+    /// several (one `recvmsg` in the kernel instead of one per buffer).
     pub fn recv_multi(&mut self, fd: Fd, group: u16, token: Token) {
-        let e = on_fd!(fd, |f| opcode::RecvMulti::new(f, group).build()).user_data(token.0);
+        let e = if self.bundles {
+            on_fd!(fd, |f| opcode::RecvMultiBundle::new(f, group).build())
+        } else {
+            on_fd!(fd, |f| opcode::RecvMulti::new(f, group).build())
+        };
+        self.push(&[e.user_data(token.0)]);
+    }
+
+    /// Sends held buffer slices, in order, as one `sendmsg`.
+    pub fn send_bufs(&mut self, fd: Fd, pool: &BufRing, slices: &[Slice], token: Token) -> bool {
+        if let [one] = slices {
+            return self.send_buf(fd, pool, one.bid, one.off, one.len, token);
+        }
+        if slices.is_empty() || slices.len() > MAX_GATHER {
+            return false;
+        }
+        if self.msgs_used == self.msgs.len() {
+            self.flush();
+        }
+        let i = self.msgs_used;
+        for (iov, s) in self.iovs[i].iter_mut().zip(slices) {
+            let Some(ptr) = pool.send_ptr(s.bid, s.off, s.len) else {
+                return false;
+            };
+            *iov = libc::iovec {
+                iov_base: ptr.as_ptr() as *mut libc::c_void,
+                iov_len: s.len as usize,
+            };
+        }
+        self.msgs_used += 1;
+        let msg = &mut self.msgs[i];
+        msg.msg_iov = self.iovs[i].as_mut_ptr();
+        msg.msg_iovlen = slices.len();
+        let msg = msg as *const libc::msghdr;
+        let e = on_fd!(fd, |f| opcode::SendMsg::new(f, msg)
+            .flags(SEND_FLAGS as u32)
+            .build())
+        .user_data(token.0);
         self.push(&[e]);
+        true
     }
 
     /// Sends `len` bytes of held buffer `bid` from `off`. False if the range is not held.

@@ -106,8 +106,10 @@ pub struct Shard {
     pub(super) udp_starved: VecDeque<Token>,
     pub(super) stopping: bool,
     pub(super) ticks: Ticks,
-    /// Reused for handshake output.
+    /// Reused for handshake output, buffers a receive filled, and buffers a send gathers.
     pub(super) out: Vec<u8>,
+    pub(super) filled: Vec<super::bufring::Slice>,
+    pub(super) gather: Vec<super::bufring::Slice>,
     epoch: Instant,
     /// The current tick and instant, read once per loop turn before completions are
     /// handled, so deadlines set while handling them count from now.
@@ -175,6 +177,8 @@ impl Shard {
             udp_starved: VecDeque::new(),
             stopping: false,
             out: Vec::with_capacity(64),
+            filled: Vec::with_capacity(64),
+            gather: Vec::with_capacity(super::ring::MAX_GATHER),
             epoch: Instant::now(),
             clock: 0,
             instant: Instant::now(),

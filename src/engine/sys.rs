@@ -29,6 +29,9 @@ pub fn listener(addr: SocketAddr) -> io::Result<Socket> {
 /// port with another process of the same user) and resolves port 0 to a real port.
 pub fn claim(addr: SocketAddr) -> io::Result<SocketAddr> {
     let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Connections of an earlier run lingering in TIME_WAIT must not block a restart;
+    // a live listener still does (it has no SO_REUSEADDR-compatible twin here).
+    probe.set_reuse_address(true)?;
     if addr.is_ipv6() {
         probe.set_only_v6(true)?;
     }

@@ -115,7 +115,7 @@ fn defaults_without_flags_or_file() {
     assert_eq!(e.proxy_protocol, vec![None]);
     assert_eq!(e.handshake_timeout, Duration::from_secs(10));
     assert_eq!(e.idle_timeout, Duration::from_secs(300));
-    assert_eq!(e.buffer_size, 32 * 1024);
+    assert_eq!(e.buffer_size, 64 * 1024);
     assert_eq!(e.udp_buffer_size, 2000 + UDP_BUFFER_OVERHEAD);
     assert_eq!(cfg.ops.drain_timeout, Duration::from_secs(30));
     assert_eq!(cfg.ops.log_level, LogLevel::Info);
