@@ -144,7 +144,7 @@ fn ring_error(e: io::Error) -> StartError {
              io_uring_register"
         ),
         Some(libc::EINVAL) => format!(
-            "this kernel lacks io_uring features ringsocks needs ({e}): use Linux 6.7 or later"
+            "this kernel lacks io_uring features ringsocks needs ({e}): use Linux 6.8 or later"
         ),
         Some(libc::ENOMEM) => format!(
             "io_uring could not allocate its rings ({e}): raise RLIMIT_MEMLOCK (ulimit -l, \
@@ -156,6 +156,31 @@ fn ring_error(e: io::Error) -> StartError {
         ),
         _ => format!("io_uring set-up failed: {e}"),
     })
+}
+
+/// The oldest kernel with every io_uring operation the engine uses: socket commands
+/// (SO_PEERNAME, 6.7) and installing a direct descriptor as a regular one (6.8).
+const MIN_KERNEL: (u32, u32) = (6, 8);
+
+/// Refuses kernels too old for the engine, naming the version found.
+fn check_kernel() -> Result<(), StartError> {
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        // Unknown (no /proc): io_uring set-up reports what is missing.
+        return Ok(());
+    };
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(major), Some(minor)) if (major, minor) < MIN_KERNEL => Err(StartError(format!(
+            "this kernel is Linux {}; ringsocks needs Linux {}.{} or later for its io_uring \
+             operations",
+            release.trim(),
+            MIN_KERNEL.0,
+            MIN_KERNEL.1
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// What the process around the engine provides to it.
@@ -211,6 +236,7 @@ impl Server {
         if config.cpus.is_empty() {
             return Err(StartError("at least one shard is needed".into()));
         }
+        check_kernel()?;
         let mut addrs = Vec::new();
         for &addr in &config.listen {
             addrs.push(sys::claim(addr).map_err(|e| bind_error(addr, e))?);

@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use super::bufring::Slice;
 use super::conn::{Dir, Phase, RecvState, Seg};
 use super::ring::{Completion, Fd, MAX_GATHER};
-use super::shard::Shard;
+use super::shard::{Shard, TICK};
 use super::token::Op;
 use crate::telemetry::{CloseReason, Direction, Limit, Pool};
 
@@ -218,12 +218,15 @@ impl Shard {
             }
             if !self.gather.is_empty() {
                 let len = self.gather.iter().map(|s| s.len).sum();
-                if let Some(wait) = self.bandwidth_wait(slot, dir, len) {
-                    let until = self.now() + wait;
-                    self.conns[slot].pipe(dir).paused_until = until;
-                    self.stats.limit_hit(Limit::UserBandwidth);
-                    self.set_deadline(slot, until);
-                    return;
+                match self.bandwidth_grant(slot, dir, len) {
+                    Ok(granted) => trim_gather(&mut self.gather, granted),
+                    Err(wait) => {
+                        let until = self.now() + wait;
+                        self.conns[slot].pipe(dir).paused_until = until;
+                        self.stats.limit_hit(Limit::UserBandwidth);
+                        self.set_deadline(slot, until);
+                        return;
+                    }
                 }
             }
             let conn = &mut self.conns[slot];
@@ -306,16 +309,33 @@ impl Shard {
         self.now()
     }
 
-    /// With a bandwidth limit on this session's user, takes `len` bytes from the
-    /// direction's bucket; `Some(ticks)` to wait before sending when it is empty.
-    fn bandwidth_wait(&self, slot: usize, dir: Dir, len: u32) -> Option<super::timer::Tick> {
-        let bandwidth = self.conns[slot].meta.guard.as_ref()?.bandwidth()?;
-        let bucket = match dir {
-            Dir::Up => bandwidth.up.as_ref()?,
-            Dir::Down => bandwidth.down.as_ref()?,
+    /// With a bandwidth limit on this session's user, how many of `len` bytes may go now
+    /// (`Ok(len)` without one); `Err(ticks)` to wait when the direction's bucket is empty.
+    /// Grants never exceed the tokens held, so sessions sharing a bucket cannot overdraw
+    /// it with their last sends.
+    fn bandwidth_grant(&self, slot: usize, dir: Dir, len: u32) -> Result<u32, super::timer::Tick> {
+        let Some(bandwidth) = self.conns[slot]
+            .meta
+            .guard
+            .as_ref()
+            .and_then(|g| g.bandwidth())
+        else {
+            return Ok(len);
         };
-        let wait = bucket.take(self.instant, len as u64).err()?;
-        Some(super::shard::ticks_for(wait))
+        let bucket = match dir {
+            Dir::Up => bandwidth.up.as_ref(),
+            Dir::Down => bandwidth.down.as_ref(),
+        };
+        let Some(bucket) = bucket else {
+            return Ok(len);
+        };
+        // One timer tick's worth: a paused relay wakes on ticks, so smaller grants would
+        // only add system calls.
+        let min_grant = (bucket.rate() as f64 * TICK.as_secs_f64()) as u64;
+        match bucket.take_up_to(self.instant, len as u64, min_grant) {
+            Ok(granted) => Ok(granted as u32),
+            Err(wait) => Err(super::shard::ticks_for(wait)),
+        }
     }
 
     /// Re-arms receives that ran out of buffers, oldest first, while buffers are back.
@@ -359,5 +379,38 @@ fn opposite(dir: Dir) -> Dir {
     match dir {
         Dir::Up => Dir::Down,
         Dir::Down => Dir::Up,
+    }
+}
+
+/// Shortens `gather` to its first `len` bytes.
+fn trim_gather(gather: &mut Vec<Slice>, len: u32) {
+    let mut left = len;
+    gather.retain_mut(|s| {
+        if left == 0 {
+            return false;
+        }
+        s.len = s.len.min(left);
+        left -= s.len;
+        true
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(bid: u16, len: u32) -> Slice {
+        Slice { bid, off: 0, len }
+    }
+
+    #[test]
+    fn trimming_a_gather_keeps_exactly_the_leading_bytes() {
+        let mut g = vec![slice(1, 100), slice(2, 100), slice(3, 100)];
+        trim_gather(&mut g, 150);
+        assert_eq!(g, vec![slice(1, 100), slice(2, 50)]);
+        trim_gather(&mut g, 150);
+        assert_eq!(g, vec![slice(1, 100), slice(2, 50)], "already short enough");
+        trim_gather(&mut g, 1);
+        assert_eq!(g, vec![slice(1, 1)]);
     }
 }

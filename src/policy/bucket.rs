@@ -40,8 +40,9 @@ impl TokenBucket {
     /// Takes `amount` tokens, or says how long to wait before trying again.
     ///
     /// A take succeeds once the bucket holds `amount` (or a full bucket, when `amount` is
-    /// more than the burst) and may drive the bucket into debt, so a relay handing over
-    /// whole buffers still averages `rate` however its buffers compare with the rate.
+    /// more than the burst) and may drive the bucket into debt, so indivisible takes
+    /// still average `rate`. Relays, which can send part of what they hold, use
+    /// [`TokenBucket::take_up_to`].
     /// Clocks read on different threads may go slightly backwards; such a `now` adds
     /// nothing.
     pub fn take(&self, now: Instant, amount: u64) -> Result<(), Duration> {
@@ -54,6 +55,25 @@ impl TokenBucket {
             return Ok(());
         }
         let missing = (need - st.scaled) as u128;
+        let wait = missing.div_ceil(self.rate as u128);
+        Err(Duration::from_nanos(wait.min(u64::MAX as u128) as u64))
+    }
+
+    /// Takes as many of `want` tokens as the bucket holds, without debt, for a relay that
+    /// can send part of what it has: `Ok(granted)` with `1 <= granted <= want`, once at
+    /// least `min(want, min_grant)` tokens are there (so a paced relay sends chunks worth
+    /// a system call, not single bytes); otherwise how long until they are.
+    pub fn take_up_to(&self, now: Instant, want: u64, min_grant: u64) -> Result<u64, Duration> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.refill(&mut st, now);
+        let floor = want.min(min_grant).clamp(1, self.rate) as i128 * NANOS as i128;
+        if st.scaled >= floor {
+            let held = (st.scaled / NANOS as i128) as u64;
+            let granted = want.min(held).max(1);
+            st.scaled -= granted as i128 * NANOS as i128;
+            return Ok(granted);
+        }
+        let missing = (floor - st.scaled) as u128;
         let wait = missing.div_ceil(self.rate as u128);
         Err(Duration::from_nanos(wait.min(u64::MAX as u128) as u64))
     }
@@ -151,6 +171,41 @@ mod tests {
                     assert!(wait > Duration::ZERO);
                     now += wait;
                 }
+            }
+        }
+        let took = (now - t0).as_secs_f64();
+        assert!((took - 9.24).abs() < 0.001, "took {took} s");
+    }
+
+    #[test]
+    fn partial_takes_grant_what_is_there_and_never_owe() {
+        let t0 = Instant::now();
+        let b = TokenBucket::new(1000, t0);
+        assert_eq!(b.take_up_to(t0, 4000, 100), Ok(1000), "the burst, not more");
+        // Empty: the next grant waits for the minimum chunk, not for all 4000.
+        assert_eq!(b.take_up_to(t0, 4000, 100), Err(ms(100)));
+        assert_eq!(b.take_up_to(t0 + ms(100), 4000, 100), Ok(100));
+        // A small want needs only itself.
+        assert_eq!(b.take_up_to(t0 + ms(130), 20, 100), Ok(20));
+        assert_eq!(b.take_up_to(t0 + ms(130), 20, 100), Err(ms(10)));
+    }
+
+    #[test]
+    fn partial_takes_pace_a_transfer_exactly() {
+        // 1 MiB offered in 512 KiB gathers through a 100 KiB/s bucket: every byte past the
+        // burst waits its turn, so the last byte leaves at (1 MiB - 100 KiB) / 100 KiB/s.
+        let t0 = Instant::now();
+        let rate = 100 * 1024;
+        let b = TokenBucket::new(rate, t0);
+        let mut now = t0;
+        let mut left = 1024 * 1024u64;
+        let mut turns = 0;
+        while left > 0 {
+            turns += 1;
+            assert!(turns < 10_000, "bounded");
+            match b.take_up_to(now, left.min(512 * 1024), rate / 20) {
+                Ok(n) => left -= n,
+                Err(wait) => now += wait,
             }
         }
         let took = (now - t0).as_secs_f64();

@@ -7,25 +7,20 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::netstat;
 use super::server::Server;
 use super::wait::{read_until_closed, wait_until, IO_TIMEOUT};
 
-/// The address of the server's metrics listener: the one TCP port it listens on that is
-/// not a SOCKS listener.
+/// The address of the server's metrics listener, from the `metrics on ADDR` line it
+/// prints after its `listening on` lines.
 #[track_caller]
 pub fn metrics_addr(server: &Server) -> SocketAddr {
-    let others: Vec<SocketAddr> = netstat::listening(server.pid().as_raw() as u32)
-        .into_iter()
-        .filter(|a| !server.addrs().contains(a))
-        .collect();
-    match others[..] {
-        [one] => one,
-        _ => panic!(
-            "expected one metrics listener besides {:?}, found {others:?}",
-            server.addrs()
-        ),
-    }
+    let line = server.wait_stdout_line("metrics on ", Duration::from_secs(10));
+    let Some(addr) = line else {
+        panic!("no `metrics on` line; stderr:\n{}", server.stderr());
+    };
+    addr.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("bad metrics address {addr:?}: {e}"))
 }
 
 /// A raw HTTP exchange: status code, the head's lines, the body.

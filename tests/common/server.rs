@@ -32,6 +32,7 @@ pub struct Server {
     child: Child,
     addrs: Vec<SocketAddr>,
     stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
     stderr_reader: Option<JoinHandle<()>>,
     stdout_reader: Option<JoinHandle<()>>,
 }
@@ -84,11 +85,16 @@ impl Server {
             let sink = Arc::clone(&stderr);
             thread::spawn(move || collect(pipe, &sink))
         };
-        let (lines, stdout_reader) = read_lines(child.stdout.take().expect("stdout is piped"));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let (lines, stdout_reader) = read_lines(
+            child.stdout.take().expect("stdout is piped"),
+            Arc::clone(&stdout),
+        );
         let mut server = Server {
             child,
             addrs: Vec::new(),
             stderr,
+            stdout,
             stderr_reader: Some(stderr_reader),
             stdout_reader: Some(stdout_reader),
         };
@@ -223,6 +229,19 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits up to `within` for a stdout line starting with `prefix`; returns the rest of
+    /// the first such line.
+    pub fn wait_stdout_line(&self, prefix: &str, within: Duration) -> Option<String> {
+        let find = || {
+            let out = self.stdout.lock().unwrap();
+            out.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .map(str::to_string)
+        };
+        wait_until(within, || find().is_some());
+        find()
+    }
+
     /// Waits up to `within` for a line of stderr holding every one of `parts`; returns
     /// whether one came (log lines may trail the reply the client already has).
     pub fn wait_log(&self, parts: &[&str], within: Duration) -> bool {
@@ -307,14 +326,19 @@ fn collect(mut pipe: impl Read, sink: &Mutex<String>) {
     }
 }
 
-/// Forwards stdout lines to a channel and keeps draining the pipe until EOF, so the
-/// server never blocks on a full pipe.
-fn read_lines(pipe: ChildStdout) -> (Receiver<String>, JoinHandle<()>) {
+/// Forwards stdout lines to a channel, and keeps them all in `kept`, draining the pipe
+/// until EOF so the server never blocks on a full pipe.
+fn read_lines(pipe: ChildStdout, kept: Arc<Mutex<String>>) -> (Receiver<String>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel();
     let handle = thread::spawn(move || {
         for line in BufReader::new(pipe).lines() {
             let Ok(line) = line else { break };
-            // The receiver goes away once start-up is over; keep draining.
+            {
+                let mut kept = kept.lock().unwrap();
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+            // The receiver goes away once start-up is over.
             let _ = tx.send(line);
         }
     });

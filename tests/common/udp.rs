@@ -332,26 +332,17 @@ pub fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// Whether a UDP socket is bound to `addr` on this machine (anyone's, per /proc/net).
-/// A socket bound to the wildcard counts for every address of its family.
+/// Whether a UDP socket is bound to `addr` on this machine (anyone's; one bound to the
+/// wildcard counts for every address of its family). Asked by binding the address: the
+/// bind fails exactly while a socket holds it, since the server shares no UDP port, where
+/// /proc/net/udp, read a page at a time, can skip entries while other tests open and close
+/// sockets.
 pub fn udp_bound(addr: SocketAddr) -> bool {
-    udp_sockets().iter().any(|s| {
-        s.port() == addr.port()
-            && (s.ip() == addr.ip() || (s.ip().is_unspecified() && s.is_ipv4() == addr.is_ipv4()))
-    })
-}
-
-/// The local addresses of every UDP socket in this network namespace.
-pub fn udp_sockets() -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for file in ["/proc/net/udp", "/proc/net/udp6"] {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        out.extend(text.lines().skip(1).filter_map(|line| {
-            let local = line.split_whitespace().nth(1)?;
-            parse_proc_addr(local)
-        }));
+    match UdpSocket::bind(addr) {
+        Ok(_) => false,
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => true,
+        Err(e) => panic!("probe {addr} with a bind: {e}"),
     }
-    out
 }
 
 /// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6), as /proc/net prints them:
