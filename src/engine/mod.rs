@@ -164,20 +164,24 @@ const MIN_KERNEL: (u32, u32) = (6, 8);
 
 /// Refuses kernels too old for the engine, naming the version found.
 fn check_kernel() -> Result<(), StartError> {
-    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+    match std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+        Ok(release) => kernel_supported(release.trim()),
         // Unknown (no /proc): io_uring set-up reports what is missing.
-        return Ok(());
-    };
-    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+        Err(_) => Ok(()),
+    }
+}
+
+/// Whether `release` (as `uname -r` prints it) is at least [`MIN_KERNEL`]; a release
+/// that does not parse is let through, for io_uring set-up to judge.
+fn kernel_supported(release: &str) -> Result<(), StartError> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
     let major = parts.next().and_then(|p| p.parse::<u32>().ok());
     let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
     match (major, minor) {
         (Some(major), Some(minor)) if (major, minor) < MIN_KERNEL => Err(StartError(format!(
-            "this kernel is Linux {}; ringsocks needs Linux {}.{} or later for its io_uring \
-             operations",
-            release.trim(),
-            MIN_KERNEL.0,
-            MIN_KERNEL.1
+            "this kernel is Linux {release}; ringsocks needs Linux {}.{} or later for its \
+             io_uring operations",
+            MIN_KERNEL.0, MIN_KERNEL.1
         ))),
         _ => Ok(()),
     }
@@ -426,5 +430,23 @@ impl Drop for Server {
         if !self.threads.is_empty() {
             self.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_supported;
+
+    #[test]
+    fn kernels_older_than_six_eight_are_refused_by_name() {
+        let err = kernel_supported("6.7.12-amd64").unwrap_err();
+        assert!(err.0.contains("Linux 6.7.12-amd64"), "{}", err.0);
+        assert!(err.0.contains("6.8 or later"), "{}", err.0);
+        assert!(kernel_supported("5.15.0-91-generic").is_err());
+        for ok in ["6.8.0", "6.18.1-cloud", "7.0", "10.1.2"] {
+            assert!(kernel_supported(ok).is_ok(), "{ok}");
+        }
+        // Unparseable releases are left to io_uring set-up.
+        assert!(kernel_supported("weird").is_ok());
     }
 }
