@@ -1,6 +1,5 @@
 //! The state of one client session, as the shard's slab holds it.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use socket2::Socket;
@@ -8,6 +7,7 @@ use socket2::Socket;
 use std::time::Instant;
 
 use super::scratch::ScratchId;
+use super::segs::SegQueue;
 use super::timer::Tick;
 use super::udp::Association;
 use crate::policy::{LimitHit, SessionGuard};
@@ -62,7 +62,7 @@ pub enum RecvState {
 /// One direction of the session: bytes from a source socket on their way to a sink.
 #[derive(Debug, Default)]
 pub struct Pipe {
-    pub segs: VecDeque<Seg>,
+    pub segs: SegQueue,
     /// Bytes in `segs`.
     pub queued: u32,
     pub recv: RecvState,
@@ -118,6 +118,8 @@ pub struct Plan {
     pub last_error: crate::proto::ReplyCode,
     /// When the next attempt starts if none has succeeded by then.
     pub next_at: Tick,
+    /// When the first attempt started, until connecting is over and timed.
+    pub started: Option<Instant>,
 }
 
 /// One outbound connect in flight.
@@ -141,6 +143,7 @@ impl Plan {
             running: 0,
             last_error: crate::proto::ReplyCode::HostUnreachable,
             next_at: 0,
+            started: None,
         }
     }
 }
@@ -152,8 +155,8 @@ pub struct Meta {
     pub accepted_at: Instant,
     /// The client: what a PROXY protocol header carried, else the TCP peer.
     pub client: Option<SocketAddr>,
-    /// The balancer, when a PROXY protocol header was used.
-    pub via: Option<SocketAddr>,
+    /// A PROXY protocol header named the client; the TCP peer is the balancer.
+    pub proxied: bool,
     /// The authenticated user (without a session id) and the session id.
     pub user: Option<Box<str>>,
     pub session: Option<Box<str>>,
@@ -171,7 +174,6 @@ pub struct Meta {
     pub limit_hit: Option<LimitHit>,
     /// The session's share of the limits, given back when the session is freed.
     pub guard: Option<SessionGuard>,
-    pub connect_started: Option<Instant>,
     /// A PROXY protocol header split across receives.
     pub proxy_header: Vec<u8>,
 }
@@ -181,7 +183,7 @@ impl Meta {
         Meta {
             accepted_at,
             client: None,
-            via: None,
+            proxied: false,
             user: None,
             session: None,
             command: None,
@@ -192,7 +194,6 @@ impl Meta {
             close: None,
             limit_hit: None,
             guard: None,
-            connect_started: None,
             proxy_header: Vec::new(),
         }
     }

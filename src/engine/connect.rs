@@ -72,8 +72,9 @@ impl Shard {
             _ => {
                 let prefer = self.shared.policy.load().policy.prefer;
                 let ordered = Addrs::from(order(&addrs, prefer));
-                self.conns[slot].meta.connect_started = Some(self.instant);
-                self.conns[slot].plan = Some(Box::new(Plan::new(ordered, port)));
+                let mut plan = Plan::new(ordered, port);
+                plan.started = Some(self.instant);
+                self.conns[slot].plan = Some(Box::new(plan));
                 self.conns[slot].phase = Phase::Connecting;
                 if !self.start_attempt(slot) {
                     let code = self.conns[slot]
@@ -219,7 +220,8 @@ impl Shard {
 
     /// Records how long connecting took (first attempt to success or final failure).
     fn connect_finished(&mut self, slot: usize) {
-        if let Some(started) = self.conns[slot].meta.connect_started.take() {
+        let plan = self.conns[slot].plan.as_mut();
+        if let Some(started) = plan.and_then(|p| p.started.take()) {
             self.stats
                 .connect_time(self.instant.saturating_duration_since(started));
         }

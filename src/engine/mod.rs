@@ -17,6 +17,7 @@ mod proxy_header;
 mod relay;
 mod ring;
 mod scratch;
+mod segs;
 mod shard;
 mod sockaddr;
 mod sys;

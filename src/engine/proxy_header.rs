@@ -1,6 +1,6 @@
 //! The PROXY protocol header (v1 or v2) a balancer sends before the client's bytes, on
 //! listeners configured for it. The header's source address becomes the client's address
-//! for rules, limits and logs; the balancer is kept as `via`.
+//! for rules, limits and logs; the balancer stays the connection's peer (logged as `via`).
 
 use super::conn::{Phase, Seg};
 use super::shard::Shard;
@@ -63,7 +63,7 @@ impl Shard {
             Some(Ok(header)) => {
                 let conn = &mut self.conns[slot];
                 conn.meta.proxy_header = Vec::new();
-                conn.meta.via = conn.peer;
+                conn.meta.proxied = true;
                 // A LOCAL header (a health check) or an unknown family: the balancer
                 // itself is the client.
                 let client = header.source().or(conn.peer);

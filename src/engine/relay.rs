@@ -289,7 +289,7 @@ impl Shard {
     pub(super) fn drive_linger(&mut self, slot: usize) {
         let token = self.token(slot, Op::Shutdown);
         let conn = &mut self.conns[slot];
-        for seg in conn.up.segs.drain(..) {
+        for seg in conn.up.segs.drain() {
             if let Seg::Buf { bid, .. } = seg {
                 self.pool.give_back(bid);
             }

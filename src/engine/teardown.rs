@@ -87,7 +87,7 @@ impl Shard {
         log.record(AccessEntry {
             shard: self.index,
             client,
-            via: meta.via,
+            via: if meta.proxied { conn.peer } else { None },
             user: meta.user.map(String::from),
             command: meta.command,
             target: meta.target,

@@ -205,7 +205,7 @@ impl Shard {
     pub(super) fn drive_udp(&mut self, slot: usize) {
         let conn = &mut self.conns[slot];
         // Bytes on the control connection mean nothing after ASSOCIATE.
-        for seg in conn.up.segs.drain(..) {
+        for seg in conn.up.segs.drain() {
             if let Seg::Buf { bid, .. } = seg {
                 self.pool.give_back(bid);
             }
