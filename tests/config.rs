@@ -2,51 +2,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::server::{run_bounded, run_to_exit, BIN};
+use common::server::{hash_password, run_bounded, run_to_exit, BIN};
 use common::socks::{self, Creds};
 use common::{Server, Target, UsersFile};
 
 const WITHIN: Duration = Duration::from_secs(30);
-
-/// Runs `ringsocks hash-password` with `input` on stdin; returns the printed hash.
-fn hash_password(input: &str) -> String {
-    let mut child = Command::new(BIN)
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringsocks hash-password");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(input.as_bytes())
-        .expect("write the password");
-    // The pipe is closed here (stdin dropped), which ends the password.
-    let out = wait_output(child);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    assert_eq!(text.lines().count(), 1, "one line: {text}");
-    text.trim_end().to_string()
-}
-
-fn wait_output(mut child: std::process::Child) -> std::process::Output {
-    let ok = common::wait::wait_until(WITHIN, || child.try_wait().ok().flatten().is_some());
-    if !ok {
-        let _ = child.kill();
-        panic!("ringsocks did not exit within {WITHIN:?}");
-    }
-    child.wait_with_output().expect("collect output")
-}
 
 #[test]
 fn hashed_passwords_from_hash_password_log_in() {

@@ -7,60 +7,22 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argon2::Params;
 use common::curl::curl;
 use common::http::HttpServer;
-use common::server::BIN;
+use common::server::hash_password;
 use common::socks::{self, Creds};
 use common::wait::still_open;
-use common::{wait_until, EchoServer, Server, UsersFile};
+use common::{EchoServer, Server, UsersFile};
 use ringsocks::proto::socks5;
 
 /// How long one deliberately slow check should take (argon2 with many passes).
 const SLOW_CHECK: Duration = Duration::from_millis(1000);
 /// How long the answer to such a check may take at most, on a busy machine.
 const SLOW_ANSWER: Duration = Duration::from_secs(60);
-
-/// Runs `ringsocks hash-password` with `password` on stdin; returns the printed hash.
-fn hash_password(password: &str) -> String {
-    let mut child = Command::new(BIN)
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringsocks hash-password");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(password.as_bytes())
-        .expect("write the password");
-    // A debug build takes about a second for one hash.
-    let done = wait_until(Duration::from_secs(60), || {
-        child.try_wait().ok().flatten().is_some()
-    });
-    if !done {
-        let _ = child.kill();
-        panic!("ringsocks hash-password did not finish");
-    }
-    let out = child.wait_with_output().expect("collect the output");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hash = String::from_utf8(out.stdout)
-        .expect("UTF-8")
-        .trim()
-        .to_string();
-    assert!(hash.starts_with("$argon2id$"), "{hash}");
-    hash
-}
 
 #[test]
 fn a_hashed_user_logs_in_with_curl_and_a_wrong_password_is_refused() {

@@ -219,7 +219,8 @@ impl Shard {
             if !self.gather.is_empty() {
                 let len = self.gather.iter().map(|s| s.len).sum();
                 match self.bandwidth_grant(slot, dir, len) {
-                    Ok(granted) => trim_gather(&mut self.gather, granted),
+                    Ok(granted) if granted < len => trim_gather(&mut self.gather, granted),
+                    Ok(_) => {}
                     Err(wait) => {
                         let until = self.now() + wait;
                         self.conns[slot].pipe(dir).paused_until = until;

@@ -357,13 +357,26 @@ pub fn run_to_exit(args: &[&str]) -> Output {
 /// Runs `cmd` to its end and returns its output; kills it and panics if it is still
 /// running after `within`.
 #[track_caller]
-pub fn run_bounded(mut cmd: Command, within: Duration) -> Output {
+pub fn run_bounded(cmd: Command, within: Duration) -> Output {
+    run_bounded_with_input(cmd, None, within)
+}
+
+/// [`run_bounded`], with `input` written to the command's stdin (then closed).
+pub fn run_bounded_with_input(mut cmd: Command, input: Option<&[u8]>, within: Duration) -> Output {
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        pipe.write_all(input).expect("write the command's input");
+    }
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let out_reader = thread::spawn(move || read_all(stdout));
@@ -389,6 +402,26 @@ pub fn run_bounded(mut cmd: Command, within: Duration) -> Output {
         stdout: out_reader.join().unwrap_or_default(),
         stderr: err_reader.join().unwrap_or_default(),
     }
+}
+
+/// Runs `ringsocks hash-password` with `input` on stdin; returns the one line it prints,
+/// an argon2id hash.
+#[track_caller]
+pub fn hash_password(input: &str) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("hash-password");
+    // A debug build takes about a second for one hash.
+    let out = run_bounded_with_input(cmd, Some(input.as_bytes()), Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    let hash = text.trim_end().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    hash
 }
 
 fn read_all(mut pipe: impl Read) -> Vec<u8> {
