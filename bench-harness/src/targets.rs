@@ -304,9 +304,13 @@ fn sink(conn: &mut Conn, scratch: &mut [u8], check: Option<&Stream>, counters: &
                 counters.sink_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 if let Some(stream) = check {
                     if let Err(what) = conn.stream.check(stream, &scratch[..n]) {
-                        counters.corrupt.fetch_add(1, Ordering::Relaxed);
-                        let mut first = counters.first_corruption.lock().expect("not poisoned");
-                        first.get_or_insert(what);
+                        // The description first: whoever sees the count finds it.
+                        counters
+                            .first_corruption
+                            .lock()
+                            .expect("not poisoned")
+                            .get_or_insert(what);
+                        counters.corrupt.fetch_add(1, Ordering::Release);
                         return false;
                     }
                 }
@@ -414,7 +418,7 @@ mod tests {
         let _ = s.write_all(&bad);
         drop(s);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while t.counters.corrupt.load(Ordering::Relaxed) == 0 {
+        while t.counters.corrupt.load(Ordering::Acquire) == 0 {
             assert!(Instant::now() < deadline, "the bad byte went unnoticed");
             std::thread::yield_now();
         }
