@@ -42,11 +42,14 @@ pub fn claim(addr: SocketAddr) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::other("listener has no IP address"))
 }
 
-/// A non-blocking TCP socket for an outbound connect to `target`.
+/// A TCP socket for an outbound connect to `target`. Blocking on purpose: io_uring
+/// polls for readiness itself, and when it falls back to a blocking issue, `sendmsg` on
+/// an O_NONBLOCK file would end with a final -EAGAIN (the kernel adds MSG_DONTWAIT for
+/// such files) instead of waiting for room.
 pub fn outbound(target: SocketAddr) -> io::Result<Socket> {
     let sock = Socket::new(
         Domain::for_address(target),
-        Type::STREAM.nonblocking(),
+        Type::STREAM,
         Some(Protocol::TCP),
     )?;
     sock.set_nodelay(true)?;
@@ -130,4 +133,17 @@ pub fn bind_listener(ip: std::net::IpAddr) -> io::Result<Socket> {
     sock.bind(&addr.into())?;
     sock.listen(1)?;
     Ok(sock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_sockets_are_blocking() {
+        for target in ["127.0.0.1:9", "[::1]:9"] {
+            let sock = outbound(target.parse().unwrap()).unwrap();
+            assert!(!sock.nonblocking().unwrap(), "{target}");
+        }
+    }
 }
