@@ -118,6 +118,9 @@ fn internal_address_literals_are_denied_and_public_ones_allowed() {
             "192.168.1.1:443".parse().unwrap(),
             "[fe80::1]:80".parse().unwrap(),
             "0.0.0.0:80".parse().unwrap(),
+            // NAT64 and 6to4 spellings of the metadata address and of loopback.
+            "[64:ff9b::a9fe:a9fe]:80".parse().unwrap(),
+            "[2002:7f00:1::1]:80".parse().unwrap(),
         ] {
             let (mut stream, reply) = socks::socks5_connect(server.addr(), dest, None);
             assert_denied(

@@ -1,11 +1,15 @@
 //! Sets of networks (CIDRs) and the built-in `deny-internal` set.
 //!
 //! Every lookup also tries the IPv4 form of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`):
-//! a dual-stack socket reports IPv4 peers that way, and a destination written that way
-//! reaches the IPv4 host, so `10.0.0.0/8` must catch `::ffff:10.1.2.3` too.
+//! a dual-stack socket reports IPv4 peers that way, so `10.0.0.0/8` must catch
+//! `::ffff:10.1.2.3` too. Destinations are also tried as the IPv4 address other forms
+//! carry: IPv4-compatible, NAT64 (`64:ff9b::/96`), 6to4 (`2002::/16`) and Teredo
+//! (`2001::/32`) addresses reach, through the stack, a translator or a relay, that IPv4
+//! host, so `deny-internal` must catch `64:ff9b::10.1.2.3`. Sources are not: anyone can
+//! own a 6to4 address that spells 10.0.0.1.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -88,11 +92,25 @@ impl NetSet {
         }
     }
 
+    /// Whether `ip`, as a source address, is in the set.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let canonical = ip.to_canonical();
+        self.has(ip, (canonical != ip).then_some(canonical))
+    }
+
+    /// Whether connecting to `ip` reaches a host in the set.
+    pub fn reaches(&self, ip: IpAddr) -> bool {
+        let carried = match ip {
+            IpAddr::V6(v6) => carried_v4(v6).map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        self.has(ip, carried)
+    }
+
+    fn has(&self, ip: IpAddr, also: Option<IpAddr>) -> bool {
         self.nets
             .iter()
-            .any(|net| net.contains(&ip) || (canonical != ip && net.contains(&canonical)))
+            .any(|net| net.contains(&ip) || also.is_some_and(|a| net.contains(&a)))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,6 +119,26 @@ impl NetSet {
 
     pub fn nets(&self) -> &[IpNet] {
         &self.nets
+    }
+}
+
+/// The IPv4 host a connection to an IPv6 address reaches, in the forms that deliver to
+/// one.
+fn carried_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = u128::from(ip);
+    let last32 = Ipv4Addr::from(bits as u32);
+    match ip.segments() {
+        // IPv4-mapped ::ffff:0:0/96 and IPv4-compatible ::/96 (`::` and `::1` excepted:
+        // they are IPv6's own unspecified and loopback addresses).
+        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(last32),
+        [0, 0, 0, 0, 0, 0, _, _] if bits > 1 => Some(last32),
+        // NAT64 well-known prefix (RFC 6052): the address is in the last 32 bits.
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(last32),
+        // 6to4 (RFC 3056): 2002:AABB:CCDD::/48 is the site of AA.BB.CC.DD.
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))),
+        // Teredo (RFC 4380): the client's address, inverted, in the last 32 bits.
+        [0x2001, 0, ..] => Some(Ipv4Addr::from(!(bits as u32))),
+        _ => None,
     }
 }
 
@@ -190,6 +228,41 @@ mod tests {
         let office = NetSet::parse_entry("10.0.0.0/8").unwrap();
         assert!(office.contains(ip("::ffff:10.9.8.7")));
         assert!(!office.contains(ip("::ffff:11.0.0.1")));
+    }
+
+    #[test]
+    fn translated_and_tunnelled_forms_match_their_ipv4_networks() {
+        let set = NetSet::internal();
+        for addr in [
+            "::ffff:10.0.0.1",
+            "64:ff9b::169.254.169.254",
+            "64:ff9b::a00:1",
+            "::10.0.0.1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe:1::5",
+            // Teredo client 10.0.0.1, inverted: f5ff:fffe.
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+        ] {
+            assert!(set.reaches(ip(addr)), "{addr} must be internal");
+        }
+        for addr in [
+            "64:ff9b::1.1.1.1",
+            "::8.8.8.8",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:fefe:fefe",
+            "2001:db8::a00:1",
+            "64:ff9b:0:1::a00:1",
+        ] {
+            assert!(!set.reaches(ip(addr)), "{addr} is public");
+        }
+        let office = NetSet::parse_entry("192.0.2.0/24").unwrap();
+        assert!(office.reaches(ip("64:ff9b::192.0.2.7")));
+        assert!(office.reaches(ip("2002:c000:207::")));
+        assert!(!office.reaches(ip("64:ff9b::198.51.100.7")));
+        // As a source, only the mapped form counts.
+        assert!(office.contains(ip("::ffff:192.0.2.7")));
+        assert!(!office.contains(ip("2002:c000:207::")));
+        assert!(!office.contains(ip("64:ff9b::192.0.2.7")));
     }
 
     #[test]

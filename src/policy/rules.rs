@@ -135,7 +135,7 @@ impl Rule {
     }
 
     pub(super) fn matches_dest(&self, ip: IpAddr, domain: Option<&str>, port: u16) -> bool {
-        self.dest.as_ref().is_none_or(|d| d.contains(ip))
+        self.dest.as_ref().is_none_or(|d| d.reaches(ip))
             && self
                 .domains
                 .as_ref()

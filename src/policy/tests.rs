@@ -236,6 +236,8 @@ fn deny_internal_catches_resolved_and_mapped_addresses() {
         "fd12::1",
         "0.0.0.0",
         "224.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+        "2002:7f00:1::1",
     ] {
         // A name that resolved to an internal address is denied by the address.
         let named = Check {
