@@ -2,6 +2,7 @@
 //! hash-password` logs in with curl, a wrong password is refused, and argon2 checks run
 //! off the shard: while slow checks are under way, other clients are served at once, and a
 //! user verified before is let in from the cache of successes without waiting for them.
+//! An unknown user is refused only after a check as slow as a hashed user's.
 
 mod common;
 
@@ -187,6 +188,31 @@ fn slow_password_checks_hold_up_no_other_client() {
             "an unmatchable hash accepted a password"
         );
     }
+}
+
+#[test]
+fn an_unknown_user_waits_as_long_as_a_hashed_one() {
+    let users = UsersFile::with_text(&format!("slow:{}\nbob:bob pw\n", slow_unmatchable_hash()));
+    let server = Server::start(&["--users", users.arg(), "--shards", "1"]);
+    let target = EchoServer::start("127.0.0.1:0");
+    let mut eve = start_login(
+        server.addr(),
+        Creds {
+            user: "eve",
+            pass: "anything",
+        },
+    );
+    // A whole session of another client fits before the answer: no quick "no such user".
+    let bob = Creds {
+        user: "bob",
+        pass: "bob pw",
+    };
+    let mut plain = socks::socks5_tunnel(server.addr(), target.addr(), Some(bob));
+    echo(&mut plain);
+    assert!(still_open(&eve), "the unknown user was refused at once");
+    eve.set_read_timeout(Some(SLOW_ANSWER)).unwrap();
+    let status = socks::read_auth_status(&mut eve).expect("the answer");
+    assert!(!status.is_success(), "an unknown user was let in");
 }
 
 #[track_caller]

@@ -5,6 +5,9 @@
 //! so verification is split: [`Users::verify_fast`] answers at once for plain passwords and
 //! for credentials verified recently (see [`VerifyCache`]), and otherwise hands back a
 //! [`SlowVerify`] for the engine to run on a worker thread.
+//!
+//! When the file holds hashes, an unknown user is checked against a decoy hash with the
+//! same parameters, so that how long a rejection takes does not tell which users exist.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -115,6 +118,8 @@ pub fn hash_password(password: &[u8], params: Params) -> String {
 #[derive(Debug, Default)]
 pub struct Users {
     secrets: HashMap<Vec<u8>, Secret>,
+    /// Checked for unknown users when any entry is hashed; never accepts.
+    decoy: Option<Secret>,
     cache: Arc<VerifyCache>,
 }
 
@@ -148,13 +153,15 @@ pub struct SlowVerify {
     user: Vec<u8>,
     password: Vec<u8>,
     secret: Secret,
+    /// The user does not exist: the work is done for its duration only.
+    decoy: bool,
     cache: Arc<VerifyCache>,
 }
 
 impl SlowVerify {
     /// Verifies (slow), remembering a success from `now` on.
     pub fn run(self, now: Instant) -> bool {
-        let ok = self.secret.verify(&self.password);
+        let ok = self.secret.verify(&self.password) && !self.decoy;
         if ok {
             self.cache
                 .insert(&self.user, self.secret.stored(), &self.password, now);
@@ -167,6 +174,7 @@ impl Users {
     pub fn parse(text: &str) -> Result<Users, UsersError> {
         let mut secrets = HashMap::new();
         let mut first_line = HashMap::new();
+        let mut first_hashed = None;
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let err = |message: String| UsersError { line, message };
@@ -193,10 +201,15 @@ impl Users {
                     "user `{user}` already defined on line {first}"
                 )));
             }
+            if secret.is_slow() && first_hashed.is_none() {
+                first_hashed = Some(secret.clone());
+            }
             secrets.insert(user.as_bytes().to_vec(), secret);
         }
+        let decoy = first_hashed.map(|secret| decoy_like(&secret));
         Ok(Users {
             secrets,
+            decoy,
             cache: Arc::default(),
         })
     }
@@ -223,7 +236,16 @@ impl Users {
     /// [`Verdict::Slow`].
     pub fn verify_fast(&self, user: &[u8], password: &[u8], now: Instant) -> Verdict {
         let Some(secret) = self.secrets.get(user) else {
-            return Verdict::Rejected;
+            return match &self.decoy {
+                Some(decoy) => Verdict::Slow(SlowVerify {
+                    user: user.to_vec(),
+                    password: password.to_vec(),
+                    secret: decoy.clone(),
+                    decoy: true,
+                    cache: self.cache.clone(),
+                }),
+                None => Verdict::Rejected,
+            };
         };
         if !secret.is_slow() {
             return if secret.verify(password) {
@@ -239,6 +261,7 @@ impl Users {
             user: user.to_vec(),
             password: password.to_vec(),
             secret: secret.clone(),
+            decoy: false,
             cache: self.cache.clone(),
         })
     }
@@ -250,6 +273,17 @@ impl Users {
             .get(user)
             .is_some_and(|secret| secret.verify(password))
     }
+}
+
+/// A hash of a random password with the parameters of `like` (argon2id's defaults if they
+/// cannot be read), so that checking it costs what checking `like` does.
+fn decoy_like(like: &Secret) -> Secret {
+    let params = PasswordHash::new(std::str::from_utf8(like.stored()).unwrap_or_default())
+        .ok()
+        .and_then(|hash| Params::try_from(&hash).ok())
+        .unwrap_or_default();
+    let password: [u8; 16] = rand::random();
+    Secret::Argon2(hash_password(&password, params).into())
 }
 
 /// Splits a SOCKS username into the user and a session id carried after `separator`

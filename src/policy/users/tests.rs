@@ -66,10 +66,6 @@ fn fast_path_answers_plain_and_cached_hashed_credentials() {
         users.verify_fast(b"bob", b"nope", now),
         Verdict::Rejected
     ));
-    assert!(matches!(
-        users.verify_fast(b"eve", b"pw", now),
-        Verdict::Rejected
-    ));
 
     // First time: slow. A failure is not remembered.
     let Verdict::Slow(job) = users.verify_fast(b"alice", b"wrong", now) else {
@@ -98,6 +94,36 @@ fn fast_path_answers_plain_and_cached_hashed_credentials() {
     assert!(matches!(
         users.verify_fast(b"alice", b"pw", later),
         Verdict::Slow(_)
+    ));
+}
+
+#[test]
+fn unknown_users_cost_an_argon2_check_when_entries_are_hashed() {
+    let hash = hash_password(b"pw", cheap());
+    let users = Users::parse(&format!("bob:plain\nalice:{hash}\n")).unwrap();
+    let now = Instant::now();
+    let Verdict::Slow(job) = users.verify_fast(b"eve", b"pw", now) else {
+        panic!("an unknown user must take as long as a known hashed one");
+    };
+    assert!(
+        job.secret
+            .stored()
+            .starts_with(b"$argon2id$v=19$m=8,t=1,p=1$"),
+        "the decoy has the stored hash's parameters"
+    );
+    assert!(!job.run(now));
+    let decoy = users.decoy.as_ref().unwrap();
+    assert!(!decoy.verify(b"pw"), "the decoy is not a user's password");
+    assert!(matches!(
+        users.verify_fast(b"eve", b"pw", now),
+        Verdict::Slow(_)
+    ));
+    // Without hashes every answer is fast anyway.
+    let plain = Users::parse("bob:plain\n").unwrap();
+    assert!(plain.decoy.is_none());
+    assert!(matches!(
+        plain.verify_fast(b"eve", b"plain", now),
+        Verdict::Rejected
     ));
 }
 
