@@ -6,13 +6,14 @@
 
 mod common;
 
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::data::both_ways;
 use common::socks;
-use common::{Pattern, Server, Target};
+use common::{Server, Target};
 
 const SESSIONS: usize = 64;
 /// Bytes each session moves each way during the storm (a few seconds in a debug build,
@@ -39,41 +40,11 @@ fn open(proxy: SocketAddr, target: &Target) -> (TcpStream, TcpStream) {
     (client, far)
 }
 
-/// Sends `len` bytes each way through a session, checks them, and closes it.
-fn transfer(client: TcpStream, far: TcpStream, seed: u64, len: u64) -> Result<(), String> {
-    let (up, down) = (Pattern::new(seed), Pattern::new(!seed));
-    thread::scope(|s| {
-        let (mut client_w, mut far_w) = (client.try_clone().unwrap(), far.try_clone().unwrap());
-        let (mut client_r, mut far_r) = (client, far);
-        let (up, down) = (&up, &down);
-        let send_up = s.spawn(move || {
-            up.write_to(&mut client_w, len)?;
-            client_w.shutdown(Shutdown::Write)
-        });
-        let send_down = s.spawn(move || {
-            down.write_to(&mut far_w, len)?;
-            far_w.shutdown(Shutdown::Write)
-        });
-        let recv_up = s.spawn(move || up.expect_from(&mut far_r, len));
-        let got_down = down.expect_from(&mut client_r, len);
-        let results = [
-            ("target to client", got_down),
-            ("client to target", recv_up.join().unwrap()),
-            ("client sends", send_up.join().unwrap()),
-            ("target sends", send_down.join().unwrap()),
-        ];
-        match results.into_iter().find(|(_, r)| r.is_err()) {
-            Some((what, Err(e))) => Err(format!("{what}: {e}")),
-            _ => Ok(()),
-        }
-    })
-}
-
 /// How long one session takes to move [`PROBE_LEN`] each way.
 fn probe(proxy: SocketAddr, target: &Target, seed: u64) -> Duration {
     let (c, far) = open(proxy, target);
     let start = Instant::now();
-    transfer(c, far, seed, PROBE_LEN).unwrap_or_else(|e| panic!("probe session: {e}"));
+    both_ways(&c, &far, seed, PROBE_LEN).unwrap_or_else(|e| panic!("probe session: {e}"));
     start.elapsed()
 }
 
@@ -96,7 +67,7 @@ fn sessions_outnumbering_the_buffers_slow_down_but_all_arrive_and_the_ring_recov
                 let go = &go;
                 s.spawn(move || {
                     go.wait();
-                    transfer(c, far, 100 + i as u64, STORM_LEN)
+                    both_ways(&c, &far, 100 + i as u64, STORM_LEN)
                 })
             })
             .collect();

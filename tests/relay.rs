@@ -5,9 +5,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::thread;
 use std::time::Instant;
 
+use common::data::both_ways;
 use common::socks;
 use common::{Pattern, Server, Target};
 use ringsocks::proto::{Address, ReplyCode};
@@ -28,32 +28,10 @@ fn sixty_four_mib_each_way_arrive_intact() {
     const LEN: u64 = 64 << 20;
     let server = Server::start(&[]);
     let target = Target::bind("127.0.0.1:0");
-    let mut client = socks::socks5_tunnel(server.addr(), target.addr(), None);
-    let (mut far, _) = target.accept();
-    let (up, down) = (Pattern::new(0x5550), Pattern::new(0xd0a1));
+    let client = socks::socks5_tunnel(server.addr(), target.addr(), None);
+    let (far, _) = target.accept();
     let start = Instant::now();
-    thread::scope(|s| {
-        let mut client_w = client.try_clone().unwrap();
-        let mut far_w = far.try_clone().unwrap();
-        let (up, down) = (&up, &down);
-        let send_up = s.spawn(move || {
-            up.write_to(&mut client_w, LEN)?;
-            client_w.shutdown(Shutdown::Write)
-        });
-        let send_down = s.spawn(move || {
-            down.write_to(&mut far_w, LEN)?;
-            far_w.shutdown(Shutdown::Write)
-        });
-        let recv_up = s.spawn(|| up.expect_from(&mut far, LEN));
-        down.expect_from(&mut client, LEN)
-            .unwrap_or_else(|e| panic!("target to client: {e}"));
-        recv_up
-            .join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("client to target: {e}"));
-        send_up.join().unwrap().expect("client sends");
-        send_down.join().unwrap().expect("target sends");
-    });
+    both_ways(&client, &far, 0x5550, LEN).unwrap_or_else(|e| panic!("{e}"));
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
         "64 MiB each way in {secs:.2} s ({:.0} MiB/s per direction)",

@@ -295,6 +295,7 @@ fn build(s: Settings, src: &Source, host: Option<HostLimits>) -> Result<Config, 
     in_range(src, "shards", s.shards, 1, 1024)?;
     in_range(src, "resolver-threads", s.resolver_threads, 1, 256)?;
     in_range(src, "buffer-size", s.buffer_size, 4, 1024)?;
+    in_range(src, "splice-pipe", s.splice_pipe, 0, 1024)?;
     in_range(src, "udp-max-datagram", s.udp_max_datagram, 512, 65507)?;
     in_range(src, "max-connections", s.max_connections, 1, u64::MAX)?;
     power_of_two(src, "buffers", s.buffers)?;
@@ -389,6 +390,8 @@ fn build(s: Settings, src: &Source, host: Option<HostLimits>) -> Result<Config, 
         files_per_shard: max_connections.min(host.nofile).min(u32::MAX as u64) as u32,
         buffer_size: s.buffer_size.unwrap_or(64) * 1024,
         buffer_count,
+        splice_pipe: s.splice_pipe.unwrap_or(256) * 1024,
+        descriptor_room: room.min(usize::MAX as u64) as usize,
         udp_bind: s.udp_bind,
         udp_port_range: s.udp_port_range.map(|r| (r.0, r.1)),
         udp_public: s.udp_public_addr,

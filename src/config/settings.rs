@@ -110,6 +110,11 @@ pub struct Settings {
     #[arg(long, value_name = "N")]
     pub buffers: Option<u16>,
 
+    /// Pipe per bulk relay direction, in KiB: bulk data is spliced through it instead of
+    /// copied through relay buffers; 0 turns that off [default: 256].
+    #[arg(long, value_name = "KIB")]
+    pub splice_pipe: Option<u32>,
+
     /// UDP ASSOCIATE: bind relay sockets on this address instead of the one the client
     /// connected to.
     #[arg(long, value_name = "ADDR")]
@@ -294,6 +299,7 @@ pub fn defaults() -> Settings {
         drain_timeout: secs(30),
         buffer_size: Some(64),
         buffers: Some(256),
+        splice_pipe: Some(256),
         udp_idle_timeout: secs(300),
         udp_max_datagram: Some(2000),
         udp_buffers: Some(1024),

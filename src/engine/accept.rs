@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use std::net::SocketAddr;
 
-use super::conn::{Conn, Meta, Phase, Pipe, RecvState};
+use super::conn::{ClientFd, Conn, Meta, Phase, Pipe, RecvState};
 use super::ring::{Completion, Fd};
 use super::shard::Shard;
 use super::token::{Op, Token};
@@ -110,6 +110,7 @@ impl Shard {
             },
             meta: Box::new(Meta::new(self.instant)),
             client: fixed,
+            client_fd: ClientFd::None,
             listener: listener as u16,
             target: None,
             peer: None,

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::scratch::ScratchId;
 use super::segs::SegQueue;
+use super::splice::Spliced;
 use super::timer::Tick;
 use super::udp::Association;
 use crate::policy::{LimitHit, SessionGuard};
@@ -76,6 +77,40 @@ pub struct Pipe {
     pub shut: bool,
     /// Bytes delivered to the sink.
     pub relayed: u64,
+    /// Whether this direction moves, or has failed to move, to a pipe.
+    pub bulk: Bulk,
+    /// Relayed through a pipe (splice.rs) instead of relay buffers.
+    pub spliced: Option<Box<Spliced>>,
+}
+
+impl Pipe {
+    /// Bytes taken from the source and not yet given to the sink.
+    pub fn in_transit(&self) -> bool {
+        !self.segs.is_empty() || self.sending || self.spliced.as_ref().is_some_and(|s| s.held > 0)
+    }
+}
+
+/// A direction's way from relay buffers to a pipe (splice.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Bulk {
+    /// On buffers, not (yet) bulk.
+    #[default]
+    No,
+    /// Bulk: its receive stays stopped until its queue is out, then it moves.
+    Moving,
+    /// Could not move (no descriptors to spare, no pipe): stays on buffers for good.
+    Refused,
+}
+
+/// The client socket as a regular descriptor, which splice(2) needs; made on demand.
+#[derive(Debug, Default)]
+pub enum ClientFd {
+    #[default]
+    None,
+    Installing,
+    Ready(std::os::fd::OwnedFd),
+    /// Could not be made (descriptor limit): the session stays on relay buffers.
+    Failed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +245,8 @@ pub struct Conn {
     pub meta: Box<Meta>,
     /// Direct descriptor of the client socket.
     pub client: u32,
+    /// The same socket as a regular descriptor, for splicing.
+    pub client_fd: ClientFd,
     /// Index of the listener that accepted it.
     pub listener: u16,
     pub target: Option<Socket>,

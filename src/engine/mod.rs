@@ -20,6 +20,7 @@ mod scratch;
 mod segs;
 mod shard;
 mod sockaddr;
+mod splice;
 mod sys;
 mod teardown;
 mod timer;
@@ -64,6 +65,11 @@ pub struct EngineConfig {
     pub buffer_size: u32,
     /// Provided buffers per shard (a power of two).
     pub buffer_count: u16,
+    /// Pipe size for bulk relays (splice.rs), in bytes; 0 keeps them on relay buffers.
+    pub splice_pipe: u32,
+    /// Regular descriptors the process may hold for sessions (RLIMIT_NOFILE less a
+    /// reserve): outbound sockets first, splicing only in what they leave.
+    pub descriptor_room: usize,
     /// UDP ASSOCIATE: bind relay sockets here instead of the control connection's address.
     pub udp_bind: Option<IpAddr>,
     /// UDP ASSOCIATE: relay ports come from this range.
@@ -97,6 +103,8 @@ impl Default for EngineConfig {
             files_per_shard: 10_000,
             buffer_size: 64 * 1024,
             buffer_count: 256,
+            splice_pipe: 256 * 1024,
+            descriptor_room: 10_000,
             udp_bind: None,
             udp_port_range: None,
             udp_public: None,
@@ -270,6 +278,7 @@ impl Server {
             config,
             resolver: resolver.clone(),
             active: AtomicUsize::new(0),
+            splice_fds: AtomicUsize::new(0),
             policy: ArcSwap::from_pointee(active),
             limiter: Limiter::new(),
             access_log: observers.access_log,

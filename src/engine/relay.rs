@@ -9,9 +9,10 @@
 use std::os::fd::AsRawFd;
 
 use super::bufring::Slice;
-use super::conn::{Dir, Phase, RecvState, Seg};
+use super::conn::{Bulk, ClientFd, Dir, Phase, RecvState, Seg};
 use super::ring::{Completion, Fd, MAX_GATHER};
 use super::shard::{Shard, TICK};
+use super::splice::SPLICE_AFTER;
 use super::token::Op;
 use crate::telemetry::{CloseReason, Direction, Limit, Pool};
 
@@ -140,6 +141,27 @@ impl Shard {
 
     /// Arms or pauses the receive and starts the next send of one direction.
     pub(super) fn pump(&mut self, slot: usize, dir: Dir) {
+        if self.conns[slot].pipe(dir).spliced.is_some() {
+            return self.pump_spliced(slot, dir);
+        }
+        let may_splice = self.may_splice(slot);
+        let pipe = self.conns[slot].pipe(dir);
+        if !may_splice && pipe.bulk == Bulk::Moving {
+            pipe.bulk = Bulk::Refused;
+        }
+        let may_splice = may_splice && pipe.bulk != Bulk::Refused;
+        self.pump_buffers(slot, dir, may_splice);
+        // A bulk direction moves to a pipe once its queue is out; if it cannot, the
+        // buffers carry on (its receive was left stopped meanwhile).
+        if self.conns[slot].pipe(dir).bulk == Bulk::Moving
+            && !self.start_splice(slot, dir)
+            && self.conns[slot].pipe(dir).bulk == Bulk::Refused
+        {
+            self.pump_buffers(slot, dir, false);
+        }
+    }
+
+    fn pump_buffers(&mut self, slot: usize, dir: Dir, may_splice: bool) {
         let phase = self.conns[slot].phase;
         let high_water = self.high_water();
         let recv_allowed = match dir {
@@ -150,7 +172,8 @@ impl Shard {
             Dir::Up => phase == Phase::Relay,
             Dir::Down => phase != Phase::Closing,
         };
-        if recv_allowed {
+        // A bulk direction waiting to move to a pipe keeps its receive stopped.
+        if recv_allowed && self.conns[slot].pipe(dir).bulk != Bulk::Moving {
             let source = self.source(slot, dir);
             let recv_op = if dir == Dir::Up {
                 Op::RecvClient
@@ -160,7 +183,9 @@ impl Shard {
             let token = self.token(slot, recv_op);
             let conn = &mut self.conns[slot];
             let pipe = conn.pipe(dir);
+            let go_bulk = may_splice && pipe.relayed >= SPLICE_AFTER;
             match (pipe.recv, source) {
+                (RecvState::Idle, Some(_)) if go_bulk => pipe.bulk = Bulk::Moving,
                 (RecvState::Idle, Some(_))
                     if !pipe.eof
                         && pipe.queued < high_water
@@ -177,7 +202,10 @@ impl Shard {
                     conn.inflight += 1;
                     self.ring.recv_multi(fd, self.pool.group(), token);
                 }
-                (RecvState::Armed, _) if pipe.queued >= high_water => {
+                (RecvState::Armed, _) if pipe.queued >= high_water || go_bulk => {
+                    if may_splice {
+                        pipe.bulk = Bulk::Moving;
+                    }
                     pipe.recv = RecvState::Cancelling;
                     conn.inflight += 1;
                     self.ring.cancel(token, self.token(slot, Op::Cancel));
@@ -197,6 +225,13 @@ impl Shard {
             let token = self.token(slot, send_op);
             let conn = &mut self.conns[slot];
             let scratch = conn.scratch;
+            // Leading buffers go out together, one system call for up to MAX_GATHER; one
+            // at a time once the sockets are non-blocking for splicing (splice.rs).
+            let gather = if matches!(conn.client_fd, ClientFd::None) {
+                MAX_GATHER
+            } else {
+                1
+            };
             let pipe = conn.pipe(dir);
             if pipe.sending {
                 return;
@@ -205,9 +240,8 @@ impl Shard {
                 return;
             };
             let paused_until = pipe.paused_until;
-            // Leading buffers go out together, one system call for up to MAX_GATHER.
             self.gather.clear();
-            for s in pipe.segs.iter().take(MAX_GATHER) {
+            for s in pipe.segs.iter().take(gather) {
                 match *s {
                     Seg::Buf { bid, off, len } => self.gather.push(Slice { bid, off, len }),
                     Seg::Out { .. } => break,
@@ -271,7 +305,7 @@ impl Shard {
             // which follows at once, sends its FIN.
             let last = conn.pipe(opposite(dir)).shut;
             let pipe = conn.pipe(dir);
-            if pipe.eof && pipe.segs.is_empty() && !pipe.sending && !pipe.shut {
+            if pipe.eof && !pipe.in_transit() && !pipe.shut {
                 pipe.shut = true;
                 if let (Some(fd), false) = (sink, last) {
                     conn.inflight += 1;
@@ -369,14 +403,14 @@ impl Shard {
 }
 
 /// The close reason for an error on `dir`'s source side.
-fn side_error(dir: Dir) -> CloseReason {
+pub(super) fn side_error(dir: Dir) -> CloseReason {
     match dir {
         Dir::Up => CloseReason::ClientError,
         Dir::Down => CloseReason::TargetError,
     }
 }
 
-fn opposite(dir: Dir) -> Dir {
+pub(super) fn opposite(dir: Dir) -> Dir {
     match dir {
         Dir::Up => Dir::Down,
         Dir::Down => Dir::Up,

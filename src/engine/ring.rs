@@ -367,6 +367,12 @@ impl Ring {
         self.push(&[e]);
     }
 
+    /// One-shot poll for `events` (POLLIN, POLLOUT) on `fd`.
+    pub fn poll_once(&mut self, fd: Fd, events: u32, token: Token) {
+        let e = on_fd!(fd, |f| opcode::PollAdd::new(f, events).build()).user_data(token.0);
+        self.push(&[e]);
+    }
+
     /// Cancels every operation on `fd`.
     pub fn cancel_fd(&mut self, fd: Fd, token: Token) {
         let builder = on_fd!(fd, |f| types::CancelBuilder::fd(f).all());

@@ -55,6 +55,8 @@ pub struct Shared {
     pub config: EngineConfig,
     pub resolver: Resolver,
     pub active: AtomicUsize,
+    /// Regular descriptors held for splicing (client descriptors and pipes), all shards.
+    pub splice_fds: AtomicUsize,
     pub policy: ArcSwap<Active>,
     pub limiter: Arc<Limiter>,
     pub access_log: Option<Arc<AccessLog>>,
@@ -282,6 +284,8 @@ impl Shard {
             Op::UdpRecv => self.on_udp_recv(slot, c),
             Op::UdpSend => self.on_udp_send(slot, c),
             Op::InstallFd => self.on_install_fd(slot, c),
+            Op::SpliceFd => self.on_splice_fd(slot, c),
+            Op::SpliceReady => self.on_splice_ready(slot, c),
             Op::Cancel | Op::Shutdown => {}
             Op::Accept | Op::Wake | Op::Ignore => {}
         }

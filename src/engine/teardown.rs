@@ -45,6 +45,7 @@ impl Shard {
     pub(super) fn free(&mut self, slot: usize) {
         let mut conn = self.conns.remove(slot);
         debug_assert_eq!(conn.inflight, 0);
+        self.release_splice_fds(&conn);
         if let Some(target) = conn.target.take() {
             // Closed by the ring with the turn's other submissions: no system call here.
             self.ring.close_raw(target.into_raw_fd());

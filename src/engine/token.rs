@@ -46,9 +46,13 @@ pub enum Op {
     /// UDP ASSOCIATE: the control connection's descriptor installed as a regular one, to
     /// read its local address.
     InstallFd,
+    /// The client's direct descriptor installed as a regular one, for splice(2).
+    SpliceFd,
+    /// Readiness of a spliced direction's source or sink (aux: which, see splice.rs).
+    SpliceReady,
 }
 
-const OPS: [Op; 16] = [
+const OPS: [Op; 18] = [
     Op::Accept,
     Op::Accept,
     Op::Wake,
@@ -65,6 +69,8 @@ const OPS: [Op; 16] = [
     Op::UdpRecv,
     Op::UdpSend,
     Op::InstallFd,
+    Op::SpliceFd,
+    Op::SpliceReady,
 ];
 
 const SLOT_BITS: u32 = 24;

@@ -399,6 +399,18 @@ fn per_shard(t: &mut Text, shards: &[ShardSnapshot]) {
             s.stale,
         );
     }
+    t.family(
+        "ringsocks_spliced_directions_total",
+        "counter",
+        "Bulk relay directions moved from relay buffers to a pipe (splice).",
+    );
+    for (id, s) in ids.iter().zip(shards) {
+        t.sample(
+            "ringsocks_spliced_directions_total",
+            &[("shard", id)],
+            s.spliced,
+        );
+    }
 }
 
 fn dns(t: &mut Text, stats: &ResolverStats) {

@@ -45,6 +45,7 @@ pub struct ShardStats {
     per_turn: Histogram<{ TURN_BOUNDS.len() }>,
     exhausted: [Counter; Pool::COUNT],
     stale: Counter,
+    spliced: Counter,
 }
 
 fn counters<const N: usize>() -> [Counter; N] {
@@ -74,6 +75,7 @@ impl ShardStats {
             per_turn: Histogram::new(&TURN_BOUNDS),
             exhausted: counters(),
             stale: Counter::default(),
+            spliced: Counter::default(),
         }
     }
 
@@ -173,6 +175,12 @@ impl ShardStats {
         self.stale.inc();
     }
 
+    /// A bulk relay direction moved from relay buffers to a pipe.
+    #[inline]
+    pub fn spliced(&self) {
+        self.spliced.inc();
+    }
+
     /// What a reader sees now.
     pub fn read(&self) -> ShardSnapshot {
         let get = |cs: &[Counter]| -> Vec<u64> { cs.iter().map(Counter::get).collect() };
@@ -203,6 +211,7 @@ impl ShardStats {
             per_turn: self.per_turn.read(),
             exhausted: get(&self.exhausted),
             stale: self.stale.get(),
+            spliced: self.spliced.get(),
         }
     }
 }
@@ -230,6 +239,7 @@ pub struct ShardSnapshot {
     pub per_turn: HistogramSnapshot,
     pub exhausted: Vec<u64>,
     pub stale: u64,
+    pub spliced: u64,
 }
 
 fn add(a: &mut [u64], b: &[u64]) {
@@ -260,6 +270,7 @@ impl ShardSnapshot {
         self.per_turn.merge(&other.per_turn);
         add(&mut self.exhausted, &other.exhausted);
         self.stale += other.stale;
+        self.spliced += other.spliced;
     }
 
     /// Sessions open on this shard (or these shards), all states.

@@ -6,6 +6,8 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -167,4 +169,32 @@ fn read_some(r: &mut impl Read, buf: &mut [u8], got: u64) -> io::Result<usize> {
             Ok(n) => return Ok(n),
         }
     }
+}
+
+/// Sends `len` bytes each way through a session at once (client end, target end), each
+/// side half-closing after its last byte, and checks every byte that arrives.
+pub fn both_ways(client: &TcpStream, far: &TcpStream, seed: u64, len: u64) -> Result<(), String> {
+    let (up, down) = (Pattern::new(seed), Pattern::new(!seed));
+    thread::scope(|s| {
+        let send_up = s.spawn(|| {
+            up.write_to(&mut { client }, len)?;
+            client.shutdown(Shutdown::Write)
+        });
+        let send_down = s.spawn(|| {
+            down.write_to(&mut { far }, len)?;
+            far.shutdown(Shutdown::Write)
+        });
+        let recv_up = s.spawn(|| up.expect_from(&mut { far }, len));
+        let got_down = down.expect_from(&mut { client }, len);
+        let results = [
+            ("target to client", got_down),
+            ("client to target", recv_up.join().unwrap()),
+            ("client sends", send_up.join().unwrap()),
+            ("target sends", send_down.join().unwrap()),
+        ];
+        match results.into_iter().find(|(_, r)| r.is_err()) {
+            Some((what, Err(e))) => Err(format!("{what}: {e}")),
+            _ => Ok(()),
+        }
+    })
 }
