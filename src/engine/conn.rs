@@ -289,3 +289,16 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every session, idle ones included, holds a `Conn` in its shard's slab: growing it
+    /// grows the memory per idle connection.
+    #[test]
+    fn a_session_state_stays_small() {
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= 256, "Conn grew to {size} bytes");
+    }
+}

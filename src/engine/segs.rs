@@ -2,7 +2,8 @@
 //!
 //! Most pipes hold one segment at a time (a request, its reply, an idle session's last
 //! burst), so the first lives inline and only a deeper queue allocates: an idle or
-//! ping-pong session then owns no heap memory for its queues.
+//! ping-pong session then owns no heap memory for its queues, and holds one pointer, not
+//! an empty `VecDeque`, for the rest (a pipe is in every session, idle ones included).
 
 use std::collections::VecDeque;
 
@@ -12,7 +13,8 @@ use super::conn::Seg;
 pub struct SegQueue {
     /// The front; `None` only when the whole queue is empty.
     first: Option<Seg>,
-    rest: VecDeque<Seg>,
+    /// Made the first time the queue holds two, then kept for the session.
+    rest: Option<Box<VecDeque<Seg>>>,
 }
 
 impl SegQueue {
@@ -20,13 +22,13 @@ impl SegQueue {
         if self.first.is_none() {
             self.first = Some(seg);
         } else {
-            self.rest.push_back(seg);
+            self.rest.get_or_insert_default().push_back(seg);
         }
     }
 
     pub fn pop_front(&mut self) -> Option<Seg> {
         let front = self.first.take();
-        self.first = self.rest.pop_front();
+        self.first = self.rest.as_mut().and_then(|r| r.pop_front());
         front
     }
 
@@ -44,12 +46,18 @@ impl SegQueue {
 
     /// Front to back.
     pub fn iter(&self) -> impl Iterator<Item = &Seg> {
-        self.first.iter().chain(self.rest.iter())
+        self.first
+            .iter()
+            .chain(self.rest.iter().flat_map(|r| r.iter()))
     }
 
     /// Empties the queue, front to back.
     pub fn drain(&mut self) -> impl Iterator<Item = Seg> + '_ {
-        self.first.take().into_iter().chain(self.rest.drain(..))
+        let rest = self.rest.as_mut().map(|r| r.drain(..));
+        self.first
+            .take()
+            .into_iter()
+            .chain(rest.into_iter().flatten())
     }
 }
 
@@ -67,7 +75,7 @@ mod tests {
         assert!(q.is_empty());
         assert_eq!(q.pop_front(), None);
         q.push_back(out(1));
-        assert_eq!(q.rest.capacity(), 0, "one segment stays inline");
+        assert!(q.rest.is_none(), "one segment stays inline");
         q.push_back(out(2));
         q.push_back(out(3));
         assert_eq!(
