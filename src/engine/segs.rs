@@ -13,7 +13,9 @@ use super::conn::Seg;
 pub struct SegQueue {
     /// The front; `None` only when the whole queue is empty.
     first: Option<Seg>,
-    /// Made the first time the queue holds two, then kept for the session.
+    /// Made the first time the queue holds two, then kept for the session. Boxed on
+    /// purpose: a pointer in every session instead of an empty `VecDeque`.
+    #[allow(clippy::box_collection)]
     rest: Option<Box<VecDeque<Seg>>>,
 }
 
