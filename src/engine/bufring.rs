@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
 
-use super::mmap::Mapping;
+use super::mmap::{page_size, Mapping};
 
 /// Bytes `off..off + len` of buffer `bid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,8 @@ pub struct BufRing {
     window: u32,
     /// A receive found the ring empty since the last publish.
     ran_dry: bool,
+    /// Pages of the buffers written so far: the most of the pool that can be resident.
+    written: Written,
     /// Which buffer each ring entry holds (by position & mask), and the position each
     /// buffer was last published at: a bundle names only its first buffer, the others
     /// are the entries after it.
@@ -96,6 +98,7 @@ impl BufRing {
             in_ring: 0,
             window: FIRST_WINDOW.min(entries as u32),
             ran_dry: false,
+            written: Written::new(entries, buf_size),
             ring_bids: vec![0; entries as usize],
             pos_of: vec![0; entries as usize],
         };
@@ -119,6 +122,12 @@ impl BufRing {
         self.entries
     }
 
+    /// Bytes of the pool's pages written so far (by the kernel or by us): an upper bound
+    /// of its resident memory, since pages never written take none.
+    pub fn written_bytes(&self) -> u64 {
+        self.written.bytes()
+    }
+
     /// Buffers the kernel can pick from right now (after the next publish).
     pub fn available(&self) -> u32 {
         self.entries as u32 - self.held_count
@@ -129,12 +138,14 @@ impl BufRing {
             && self.held[bid as usize / 64] & (1 << (bid % 64)) != 0
     }
 
-    /// Records that a completion handed buffer `bid` to userspace. Returns false for a bid
-    /// that is out of range or already held (never expected from the kernel).
-    pub fn take(&mut self, bid: u16) -> bool {
+    /// Records that a completion handed buffer `bid` to userspace, the kernel having
+    /// written its first `len` bytes. Returns false for a bid that is out of range or
+    /// already held (never expected from the kernel).
+    pub fn take(&mut self, bid: u16, len: u32) -> bool {
         if bid >= self.entries || self.is_held(bid) {
             return false;
         }
+        self.written.mark(bid, len.min(self.buf_size));
         self.held[bid as usize / 64] |= 1 << (bid % 64);
         self.held_count += 1;
         self.in_ring = self.in_ring.saturating_sub(1);
@@ -154,10 +165,10 @@ impl BufRing {
         let mut left = len;
         for i in 0..count as u16 {
             let bid = self.ring_bids[(start.wrapping_add(i) & self.mask) as usize];
-            if !self.take(bid) {
+            let n = left.min(self.buf_size);
+            if !self.take(bid, n) {
                 return false;
             }
-            let n = left.min(self.buf_size);
             out.push(Slice {
                 bid,
                 off: 0,
@@ -198,6 +209,7 @@ impl BufRing {
         let Some(ptr) = self.send_ptr(bid, off, bytes.len() as u32) else {
             return false;
         };
+        self.written.mark(bid, off + bytes.len() as u32);
         // SAFETY: the range is inside the mapping and the buffer is held by userspace, so
         // the kernel is not writing it; `bytes` cannot overlap it (it is borrowed apart).
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
@@ -265,6 +277,53 @@ impl BufRing {
     }
 }
 
+/// Which pages of the buffer mapping have been written. Each buffer keeps how far into
+/// it anything was written, so only a write past that mark touches the page bitmap.
+struct Written {
+    buf_size: u32,
+    page_shift: u32,
+    reach: Vec<u32>,
+    pages: Vec<u64>,
+    count: u64,
+}
+
+impl Written {
+    fn new(entries: u16, buf_size: u32) -> Written {
+        let page_shift = page_size().trailing_zeros();
+        let total = (entries as u64 * buf_size as u64).div_ceil(1 << page_shift);
+        Written {
+            buf_size,
+            page_shift,
+            reach: vec![0; entries as usize],
+            pages: vec![0; total.div_ceil(64) as usize],
+            count: 0,
+        }
+    }
+
+    /// Bytes `0..end` of buffer `bid` (in range) have been written.
+    fn mark(&mut self, bid: u16, end: u32) {
+        let reach = &mut self.reach[bid as usize];
+        if end <= *reach {
+            return;
+        }
+        let base = bid as u64 * self.buf_size as u64;
+        let first = (base + *reach as u64) >> self.page_shift;
+        let last = (base + end as u64 - 1) >> self.page_shift;
+        *reach = end;
+        for page in first..=last {
+            let (word, bit) = ((page / 64) as usize, 1u64 << (page % 64));
+            if self.pages[word] & bit == 0 {
+                self.pages[word] |= bit;
+                self.count += 1;
+            }
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.count << self.page_shift
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,12 +345,45 @@ mod tests {
     }
 
     #[test]
+    fn written_memory_counts_pages_once() {
+        let uring = ring();
+        let page = page_size() as u64;
+        // Buffers of a page and a half: buffer 1 starts in the middle of page 1.
+        let size = page as u32 * 3 / 2;
+        let mut pool = BufRing::new(&uring.submitter(), 4, 8, size).unwrap();
+        assert_eq!(pool.written_bytes(), 0, "publishing writes nothing");
+        assert!(pool.take(0, 100));
+        assert_eq!(pool.written_bytes(), page);
+        pool.give_back(0);
+        assert!(pool.take(0, 50), "a shorter fill of the same buffer");
+        assert_eq!(pool.written_bytes(), page);
+        assert!(
+            pool.take(1, 10),
+            "buffer 1's first bytes share page 1 with buffer 0's end"
+        );
+        assert_eq!(pool.written_bytes(), 2 * page);
+        assert!(
+            pool.write(0, 0, &vec![7; size as usize]),
+            "buffer 0 in full"
+        );
+        assert_eq!(pool.written_bytes(), 2 * page);
+        assert!(
+            pool.write(1, 0, &vec![7; size as usize]),
+            "buffer 1 in full"
+        );
+        assert_eq!(pool.written_bytes(), 3 * page);
+        assert!(pool.take(7, u32::MAX), "a fill is clamped to the buffer");
+        assert_eq!(pool.written_bytes(), 5 * page, "buffer 7: pages 10 and 11");
+        pool.unregister(&uring.submitter()).unwrap();
+    }
+
+    #[test]
     fn take_and_give_back_track_ownership() {
         let uring = ring();
         let mut pool = BufRing::new(&uring.submitter(), 2, 8, 4096).unwrap();
-        assert!(pool.take(3));
-        assert!(!pool.take(3), "a held buffer cannot be taken again");
-        assert!(!pool.take(8), "out of range");
+        assert!(pool.take(3, 0));
+        assert!(!pool.take(3, 0), "a held buffer cannot be taken again");
+        assert!(!pool.take(8, 0), "out of range");
         assert_eq!(pool.available(), 7);
         assert_eq!(pool.data(3, 0, 4096).len(), 4096);
         assert!(pool.data(3, 1, 4096).is_empty(), "range past the end");

@@ -24,7 +24,7 @@ use super::token::{Op, Token};
 use super::EngineConfig;
 use crate::policy::{Limiter, Policy};
 use crate::resolve::Resolver;
-use crate::telemetry::{AccessLog, CloseReason, RuleCounters, ShardStats};
+use crate::telemetry::{AccessLog, CloseReason, Pool, RuleCounters, ShardStats};
 use crate::workers::Workers;
 use arc_swap::ArcSwap;
 
@@ -204,6 +204,10 @@ impl Shard {
         loop {
             self.pool.publish();
             self.udp_pool.publish();
+            self.stats
+                .buffers_written(Pool::Relay, self.pool.written_bytes());
+            self.stats
+                .buffers_written(Pool::Udp, self.udp_pool.written_bytes());
             let wait = if self.timers.is_empty() && self.stopping {
                 Duration::from_millis(10)
             } else {
@@ -261,7 +265,7 @@ impl Shard {
             // Never expected: a slot is freed only when nothing is in flight. Keep the
             // buffer pool whole anyway.
             if let Some(bid) = c.buffer() {
-                if self.pool.take(bid) {
+                if self.pool.take(bid, c.result.max(0) as u32) {
                     self.pool.give_back(bid);
                 }
             }

@@ -269,7 +269,7 @@ impl Shard {
         let Some(bid) = c.buffer() else {
             return;
         };
-        if !self.udp_pool.take(bid) {
+        if !self.udp_pool.take(bid, c.result.max(0) as u32) {
             return;
         }
         let parsed = self

@@ -388,6 +388,20 @@ fn per_shard(t: &mut Text, shards: &[ShardSnapshot]) {
         }
     }
     t.family(
+        "ringsocks_buffer_pool_written_bytes",
+        "gauge",
+        "Bytes of a provided-buffer pool's pages written so far: the most of it that can be resident.",
+    );
+    for (id, s) in ids.iter().zip(shards) {
+        for (pool, n) in Pool::ALL.iter().zip(&s.written) {
+            t.sample(
+                "ringsocks_buffer_pool_written_bytes",
+                &[("shard", id), ("pool", pool.name())],
+                n,
+            );
+        }
+    }
+    t.family(
         "ringsocks_stale_completions_total",
         "counter",
         "Completions that arrived for a slot already reused, dropped.",

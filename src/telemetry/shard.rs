@@ -44,6 +44,8 @@ pub struct ShardStats {
     completions: Counter,
     per_turn: Histogram<{ TURN_BOUNDS.len() }>,
     exhausted: [Counter; Pool::COUNT],
+    /// Bytes of each pool's pages written so far; only grows.
+    written: [Counter; Pool::COUNT],
     stale: Counter,
     spliced: Counter,
 }
@@ -74,6 +76,7 @@ impl ShardStats {
             completions: Counter::default(),
             per_turn: Histogram::new(&TURN_BOUNDS),
             exhausted: counters(),
+            written: counters(),
             stale: Counter::default(),
             spliced: Counter::default(),
         }
@@ -169,6 +172,16 @@ impl ShardStats {
         self.exhausted[pool.index()].inc();
     }
 
+    /// `pool` has now had `bytes` of its pages written (a figure that only grows).
+    #[inline]
+    pub fn buffers_written(&self, pool: Pool, bytes: u64) {
+        let c = &self.written[pool.index()];
+        let old = c.get();
+        if bytes > old {
+            c.add(bytes - old);
+        }
+    }
+
     /// A completion for a slot that has since been reused.
     #[inline]
     pub fn stale_completion(&self) {
@@ -210,6 +223,7 @@ impl ShardStats {
             completions: self.completions.get(),
             per_turn: self.per_turn.read(),
             exhausted: get(&self.exhausted),
+            written: get(&self.written),
             stale: self.stale.get(),
             spliced: self.spliced.get(),
         }
@@ -238,6 +252,7 @@ pub struct ShardSnapshot {
     pub completions: u64,
     pub per_turn: HistogramSnapshot,
     pub exhausted: Vec<u64>,
+    pub written: Vec<u64>,
     pub stale: u64,
     pub spliced: u64,
 }
@@ -269,6 +284,7 @@ impl ShardSnapshot {
         self.completions += other.completions;
         self.per_turn.merge(&other.per_turn);
         add(&mut self.exhausted, &other.exhausted);
+        add(&mut self.written, &other.written);
         self.stale += other.stale;
         self.spliced += other.spliced;
     }

@@ -34,6 +34,8 @@ fn populated() -> (Sources, AccessLog) {
     a.loop_turn(0);
     a.loop_turn(5);
     a.buffers_exhausted(Pool::Relay);
+    a.buffers_written(Pool::Relay, 1 << 20);
+    a.buffers_written(Pool::Relay, 1 << 10);
     a.stale_completion();
     // Shard 1: a UDP association still open, a failed login, a limit.
     b.session_opened();
@@ -186,6 +188,11 @@ fn values_after_known_increments() {
     assert_eq!(
         v(r#"ringsocks_buffer_ring_exhausted_total{shard="0",pool="udp"}"#),
         0.0
+    );
+    assert_eq!(
+        v(r#"ringsocks_buffer_pool_written_bytes{shard="0",pool="relay"}"#),
+        (1 << 20) as f64,
+        "the figure never goes down"
     );
     assert_eq!(v(r#"ringsocks_stale_completions_total{shard="0"}"#), 1.0);
     assert_eq!(v(r#"ringsocks_shard_sessions_active{shard="0"}"#), 1.0);
