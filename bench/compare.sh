@@ -78,7 +78,7 @@ for s in $servers; do
     case $s in
     ringsocks)
         listening "$rs_port" && die "port $rs_port is taken (another run?); choose other ports with BASE_PORT"
-        read -r -a rs_args <<<"${RINGSOCKS_ARGS:---listen 127.0.0.1:$rs_port --splice-pipe 256}"
+        read -r -a rs_args <<<"${RINGSOCKS_ARGS:---listen 127.0.0.1:$rs_port}"
         if [[ -n $auth ]]; then
             printf '%s:%s\n' "$BENCH_USER" "$BENCH_PASS" >"$out/ringsocks-users"
             rs_args+=(--users "$out/ringsocks-users")

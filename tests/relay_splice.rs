@@ -19,9 +19,6 @@ const SPLICED: &str = "ringsocks_spliced_directions_total";
 
 fn start(extra: &[&str]) -> (Server, std::net::SocketAddr) {
     let mut args = vec!["--metrics-listen", "127.0.0.1:0"];
-    if !extra.contains(&"--splice-pipe") {
-        args.extend(["--splice-pipe", "256"]);
-    }
     args.extend_from_slice(extra);
     let server = Server::start(&args);
     let metrics = metrics_addr(&server);
@@ -141,7 +138,7 @@ fn without_descriptors_to_spare_bulk_stays_on_buffers() {
     cmd.arg(format!("--nofile={nofile}:{nofile}"))
         .arg(common::server::BIN)
         .args(["--listen", "127.0.0.1:0", "--shards", "1"])
-        .args(["--metrics-listen", "127.0.0.1:0", "--splice-pipe", "256"]);
+        .args(["--metrics-listen", "127.0.0.1:0"]);
     let server = Server::spawn(cmd, 1).unwrap_or_else(|e| panic!("start under prlimit: {e}"));
     let metrics = metrics_addr(&server);
     let target = Target::bind("127.0.0.1:0");

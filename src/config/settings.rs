@@ -111,7 +111,7 @@ pub struct Settings {
     pub buffers: Option<u16>,
 
     /// Pipe per bulk relay direction, in KiB: bulk data is spliced through it instead of
-    /// copied through relay buffers, e.g. 256; 0 turns that off [default: 0].
+    /// copied through relay buffers; 0 turns that off [default: 256].
     #[arg(long, value_name = "KIB")]
     pub splice_pipe: Option<u32>,
 
@@ -299,7 +299,7 @@ pub fn defaults() -> Settings {
         drain_timeout: secs(30),
         buffer_size: Some(64),
         buffers: Some(256),
-        splice_pipe: Some(0),
+        splice_pipe: Some(256),
         udp_idle_timeout: secs(300),
         udp_max_datagram: Some(2000),
         udp_buffers: Some(1024),

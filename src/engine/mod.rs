@@ -103,7 +103,7 @@ impl Default for EngineConfig {
             files_per_shard: 10_000,
             buffer_size: 64 * 1024,
             buffer_count: 256,
-            splice_pipe: 0,
+            splice_pipe: 256 * 1024,
             descriptor_room: 10_000,
             udp_bind: None,
             udp_port_range: None,
