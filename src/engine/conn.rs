@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use socket2::Socket;
+use socket2::{SockRef, Socket};
 
 use std::time::Instant;
 
@@ -286,6 +286,16 @@ impl Conn {
         match dir {
             Dir::Up => &mut self.up,
             Dir::Down => &mut self.down,
+        }
+    }
+
+    /// The socket `dir` writes to, where it is a plain descriptor (the target, or the
+    /// client once installed as one for splicing) rather than a ring-only one.
+    pub fn plain_sink(&self, dir: Dir) -> Option<SockRef<'_>> {
+        match (dir, &self.client_fd) {
+            (Dir::Up, _) => self.target.as_ref().map(SockRef::from),
+            (Dir::Down, ClientFd::Ready(fd)) => Some(SockRef::from(fd)),
+            (Dir::Down, _) => None,
         }
     }
 }

@@ -308,8 +308,18 @@ impl Shard {
             if pipe.eof && !pipe.in_transit() && !pipe.shut {
                 pipe.shut = true;
                 if let (Some(fd), false) = (sink, last) {
-                    conn.inflight += 1;
-                    self.ring.shutdown_write(fd, token);
+                    // A socket we hold a descriptor for is shut at once: the ring runs a
+                    // shutdown on a worker thread, a wake-up and a completion per session.
+                    match conn.plain_sink(dir) {
+                        Some(sock) => {
+                            // Fails only if the peer is gone, which its receive reports.
+                            let _ = sock.shutdown(std::net::Shutdown::Write);
+                        }
+                        None => {
+                            conn.inflight += 1;
+                            self.ring.shutdown_write(fd, token);
+                        }
+                    }
                 }
             }
         }
