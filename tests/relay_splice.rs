@@ -16,6 +16,7 @@ use common::wait::IO_TIMEOUT;
 use common::{Pattern, Server, Target};
 
 const SPLICED: &str = "ringsocks_spliced_directions_total";
+const REFUSED: &str = "ringsocks_splice_refused_total";
 
 fn start(extra: &[&str]) -> (Server, std::net::SocketAddr) {
     let mut args = vec!["--metrics-listen", "127.0.0.1:0"];
@@ -64,7 +65,9 @@ fn small_exchanges_stay_on_buffers_and_zero_turns_splicing_off() {
     let mut client = socks::socks5_tunnel(server.addr(), target.addr(), None);
     let (mut far, _) = target.accept();
     both_ways(&mut client, &mut far, 8 << 20);
-    assert_eq!(scrape(metrics).get(SPLICED, &[]), 0.0);
+    let m = scrape(metrics);
+    assert_eq!(m.get(SPLICED, &[]), 0.0);
+    assert_eq!(m.get(REFUSED, &[]), 0.0, "switched off is not a refusal");
 }
 
 #[test]
@@ -145,5 +148,11 @@ fn without_descriptors_to_spare_bulk_stays_on_buffers() {
     let mut client = socks::socks5_tunnel(server.addr(), target.addr(), None);
     let (mut far, _) = target.accept();
     both_ways(&mut client, &mut far, 8 << 20);
-    assert_eq!(scrape(metrics).get(SPLICED, &[]), 0.0);
+    let m = scrape(metrics);
+    assert_eq!(m.get(SPLICED, &[]), 0.0);
+    assert_eq!(
+        m.get(REFUSED, &[]),
+        2.0,
+        "each direction asked for a pipe once"
+    );
 }

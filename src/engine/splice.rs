@@ -116,14 +116,13 @@ impl Shard {
             ClientFd::Ready(_) => {}
             ClientFd::Installing => return false,
             ClientFd::Failed => {
-                conn.pipe(dir).bulk = Bulk::Refused;
+                self.refuse_splice(slot, dir);
                 return false;
             }
             ClientFd::None => {
                 if !self.reserve_fds(1) {
-                    let conn = &mut self.conns[slot];
-                    conn.client_fd = ClientFd::Failed;
-                    conn.pipe(dir).bulk = Bulk::Refused;
+                    self.conns[slot].client_fd = ClientFd::Failed;
+                    self.refuse_splice(slot, dir);
                     return false;
                 }
                 let conn = &mut self.conns[slot];
@@ -149,9 +148,18 @@ impl Shard {
             }
             Err(e) => {
                 log::debug!("no pipe for a bulk relay, staying on buffers: {e}");
-                self.conns[slot].pipe(dir).bulk = Bulk::Refused;
+                self.refuse_splice(slot, dir);
                 false
             }
+        }
+    }
+
+    /// A bulk direction stays on relay buffers for want of descriptors or a pipe.
+    fn refuse_splice(&mut self, slot: usize, dir: Dir) {
+        let pipe = self.conns[slot].pipe(dir);
+        if pipe.bulk != Bulk::Refused {
+            pipe.bulk = Bulk::Refused;
+            self.stats.splice_refused();
         }
     }
 
@@ -200,13 +208,18 @@ impl Shard {
             Ok(client) => ClientFd::Ready(client.into()),
             Err(e) => {
                 log::debug!("client descriptor for splicing: {e}");
-                conn.up.bulk = Bulk::Refused;
-                conn.down.bulk = Bulk::Refused;
                 ClientFd::Failed
             }
         };
         if matches!(conn.client_fd, ClientFd::Failed) {
             self.release_fds(1);
+            // The direction waiting for it stays on buffers; the other finds out if it
+            // ever turns bulk.
+            for dir in [Dir::Up, Dir::Down] {
+                if self.conns[slot].pipe(dir).bulk == Bulk::Moving {
+                    self.refuse_splice(slot, dir);
+                }
+            }
         }
     }
 

@@ -425,6 +425,18 @@ fn per_shard(t: &mut Text, shards: &[ShardSnapshot]) {
             s.spliced,
         );
     }
+    t.family(
+        "ringsocks_splice_refused_total",
+        "counter",
+        "Bulk relay directions kept on relay buffers: no descriptors or pipe to spare.",
+    );
+    for (id, s) in ids.iter().zip(shards) {
+        t.sample(
+            "ringsocks_splice_refused_total",
+            &[("shard", id)],
+            s.splice_refused,
+        );
+    }
 }
 
 fn dns(t: &mut Text, stats: &ResolverStats) {

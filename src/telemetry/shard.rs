@@ -48,6 +48,7 @@ pub struct ShardStats {
     written: [Counter; Pool::COUNT],
     stale: Counter,
     spliced: Counter,
+    splice_refused: Counter,
 }
 
 fn counters<const N: usize>() -> [Counter; N] {
@@ -79,6 +80,7 @@ impl ShardStats {
             written: counters(),
             stale: Counter::default(),
             spliced: Counter::default(),
+            splice_refused: Counter::default(),
         }
     }
 
@@ -194,6 +196,12 @@ impl ShardStats {
         self.spliced.inc();
     }
 
+    /// A bulk relay direction stayed on relay buffers: no descriptors or pipe to spare.
+    #[inline]
+    pub fn splice_refused(&self) {
+        self.splice_refused.inc();
+    }
+
     /// What a reader sees now.
     pub fn read(&self) -> ShardSnapshot {
         let get = |cs: &[Counter]| -> Vec<u64> { cs.iter().map(Counter::get).collect() };
@@ -226,6 +234,7 @@ impl ShardStats {
             written: get(&self.written),
             stale: self.stale.get(),
             spliced: self.spliced.get(),
+            splice_refused: self.splice_refused.get(),
         }
     }
 }
@@ -255,6 +264,7 @@ pub struct ShardSnapshot {
     pub written: Vec<u64>,
     pub stale: u64,
     pub spliced: u64,
+    pub splice_refused: u64,
 }
 
 fn add(a: &mut [u64], b: &[u64]) {
@@ -287,6 +297,7 @@ impl ShardSnapshot {
         add(&mut self.written, &other.written);
         self.stale += other.stale;
         self.spliced += other.spliced;
+        self.splice_refused += other.splice_refused;
     }
 
     /// Sessions open on this shard (or these shards), all states.
