@@ -86,8 +86,10 @@ fn reset_mid_transfer(client_resets: bool) {
         far_bytes
             .expect_prefix(&mut near, BEFORE_CUT, None)
             .unwrap_or_else(|e| panic!("the near side's first bytes: {e}"));
-        reset(near);
+        // Taken before the reset: the proxy can end the session on the other CPU before
+        // reset() has returned here.
         let cut_at = Instant::now();
+        reset(near);
         let ended_at = far_reader.join().unwrap();
         // Unblock the far writer.
         let _ = far.shutdown(Shutdown::Both);
