@@ -211,7 +211,10 @@ impl Shard {
         self.flush_handshake(slot);
         let now = self.now();
         let conn = &mut self.conns[slot];
+        // Neither is read again; an idle relayed session should not keep them. Completions
+        // of the attempts cancelled above find no plan and are dropped.
         conn.handshake = None;
+        conn.plan = None;
         conn.phase = Phase::Relay;
         conn.last_active = now;
         let at = now + self.ticks.idle;
