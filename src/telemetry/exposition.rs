@@ -328,38 +328,28 @@ fn policy(t: &mut Text, s: &ShardSnapshot, rules: Option<&RuleRegistry>) {
 
 fn per_shard(t: &mut Text, shards: &[ShardSnapshot]) {
     let ids: Vec<String> = shards.iter().map(|s| s.shard.to_string()).collect();
-    t.family(
+    let each = Shards { ids: &ids, shards };
+    each.value(
+        t,
         "ringsocks_shard_sessions_active",
         "gauge",
         "Sessions open now on each shard.",
+        ShardSnapshot::active_total,
     );
-    for (id, s) in ids.iter().zip(shards) {
-        t.sample(
-            "ringsocks_shard_sessions_active",
-            &[("shard", id)],
-            s.active_total(),
-        );
-    }
-    t.family(
+    each.value(
+        t,
         "ringsocks_loop_turns_total",
         "counter",
         "Event loop turns (one submit-and-wait each).",
+        |s| s.turns,
     );
-    for (id, s) in ids.iter().zip(shards) {
-        t.sample("ringsocks_loop_turns_total", &[("shard", id)], s.turns);
-    }
-    t.family(
+    each.value(
+        t,
         "ringsocks_loop_completions_total",
         "counter",
         "io_uring completions handled.",
+        |s| s.completions,
     );
-    for (id, s) in ids.iter().zip(shards) {
-        t.sample(
-            "ringsocks_loop_completions_total",
-            &[("shard", id)],
-            s.completions,
-        );
-    }
     t.family(
         "ringsocks_loop_completions_per_turn",
         "histogram",
@@ -373,69 +363,78 @@ fn per_shard(t: &mut Text, shards: &[ShardSnapshot]) {
             1.0,
         );
     }
-    t.family(
+    each.per_pool(
+        t,
         "ringsocks_buffer_ring_exhausted_total",
         "counter",
         "Receives that found a provided-buffer pool empty (ENOBUFS).",
+        |s| &s.exhausted,
     );
-    for (id, s) in ids.iter().zip(shards) {
-        for (pool, n) in Pool::ALL.iter().zip(&s.exhausted) {
-            t.sample(
-                "ringsocks_buffer_ring_exhausted_total",
-                &[("shard", id), ("pool", pool.name())],
-                n,
-            );
-        }
-    }
-    t.family(
+    each.per_pool(
+        t,
         "ringsocks_buffer_pool_written_bytes",
         "gauge",
         "Bytes of a provided-buffer pool's pages written so far: the most of it that can be resident.",
+        |s| &s.written,
     );
-    for (id, s) in ids.iter().zip(shards) {
-        for (pool, n) in Pool::ALL.iter().zip(&s.written) {
-            t.sample(
-                "ringsocks_buffer_pool_written_bytes",
-                &[("shard", id), ("pool", pool.name())],
-                n,
-            );
-        }
-    }
-    t.family(
+    each.value(
+        t,
         "ringsocks_stale_completions_total",
         "counter",
         "Completions that arrived for a slot already reused, dropped.",
+        |s| s.stale,
     );
-    for (id, s) in ids.iter().zip(shards) {
-        t.sample(
-            "ringsocks_stale_completions_total",
-            &[("shard", id)],
-            s.stale,
-        );
-    }
-    t.family(
+    each.value(
+        t,
         "ringsocks_spliced_directions_total",
         "counter",
         "Bulk relay directions moved from relay buffers to a pipe (splice).",
+        |s| s.spliced,
     );
-    for (id, s) in ids.iter().zip(shards) {
-        t.sample(
-            "ringsocks_spliced_directions_total",
-            &[("shard", id)],
-            s.spliced,
-        );
-    }
-    t.family(
+    each.value(
+        t,
         "ringsocks_splice_refused_total",
         "counter",
         "Bulk relay directions kept on relay buffers: no descriptors or pipe to spare.",
+        |s| s.splice_refused,
     );
-    for (id, s) in ids.iter().zip(shards) {
-        t.sample(
-            "ringsocks_splice_refused_total",
-            &[("shard", id)],
-            s.splice_refused,
-        );
+}
+
+/// Families with one sample per shard (`shard` label), or per shard and buffer pool.
+struct Shards<'a> {
+    ids: &'a [String],
+    shards: &'a [ShardSnapshot],
+}
+
+impl Shards<'_> {
+    fn value(
+        &self,
+        t: &mut Text,
+        name: &str,
+        kind: &str,
+        help: &str,
+        get: impl Fn(&ShardSnapshot) -> u64,
+    ) {
+        t.family(name, kind, help);
+        for (id, s) in self.ids.iter().zip(self.shards) {
+            t.sample(name, &[("shard", id)], get(s));
+        }
+    }
+
+    fn per_pool(
+        &self,
+        t: &mut Text,
+        name: &str,
+        kind: &str,
+        help: &str,
+        get: impl Fn(&ShardSnapshot) -> &[u64],
+    ) {
+        t.family(name, kind, help);
+        for (id, s) in self.ids.iter().zip(self.shards) {
+            for (pool, n) in Pool::ALL.iter().zip(get(s)) {
+                t.sample(name, &[("shard", id), ("pool", pool.name())], n);
+            }
+        }
     }
 }
 
