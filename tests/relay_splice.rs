@@ -150,9 +150,11 @@ fn without_descriptors_to_spare_bulk_stays_on_buffers() {
     both_ways(&mut client, &mut far, 8 << 20);
     let m = scrape(metrics);
     assert_eq!(m.get(SPLICED, &[]), 0.0);
-    assert_eq!(
-        m.get(REFUSED, &[]),
-        2.0,
-        "each direction asked for a pipe once"
+    // A direction asks once it has carried 1 MiB; one whose multishot receive delivers
+    // the rest before it can be stopped finishes on buffers without asking.
+    let refused = m.get(REFUSED, &[]);
+    assert!(
+        (1.0..=2.0).contains(&refused),
+        "{refused} refusals: a direction asks for a pipe at most once, and bulk asked"
     );
 }
