@@ -105,7 +105,8 @@ pub struct ThroughputArgs {
     pub connections: usize,
     #[arg(long, value_enum, default_value_t = DirectionArg::Both)]
     pub direction: DirectionArg,
-    /// Bytes per write/read call.
+    /// Bytes per read or write call where bytes are copied (--verify reads); bulk bytes
+    /// otherwise move by splice, without passing through the harness's memory.
     #[arg(long, default_value_t = 65536)]
     pub chunk: usize,
     /// Compare every relayed byte with what was sent (costs harness CPU); a difference fails the run.

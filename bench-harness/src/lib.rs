@@ -24,6 +24,7 @@ pub mod stream;
 pub mod table;
 pub mod targets;
 pub mod udp_client;
+pub mod zero_copy;
 
 pub use error::{Error, SocksError};
 

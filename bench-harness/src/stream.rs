@@ -4,7 +4,7 @@
 //! were split into: a relay that drops, duplicates, reorders or alters bytes fails it.
 
 /// The period of the pattern; prime, so it never lines up with buffer sizes.
-const PERIOD: usize = 251;
+pub const PERIOD: usize = 251;
 
 /// Writes and checks the stream in pieces of at most `max` bytes.
 #[derive(Debug, Clone)]

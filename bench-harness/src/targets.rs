@@ -18,6 +18,7 @@ use slab::Slab;
 
 use crate::reactor::{self, Reactor};
 use crate::stream::{Position, Stream};
+use crate::zero_copy::{Drain, Feeder};
 
 const ECHO: Token = Token(0);
 const SINK: Token = Token(1);
@@ -144,6 +145,10 @@ struct Conn {
     pending_from: usize,
     /// Source: stream bytes written so far. Sink: how far the bytes read were checked.
     stream: Position,
+    /// Source: writes by splice, when it could be set up.
+    feeder: Option<Feeder>,
+    /// Sink: reads by splice, when not checking and when it could be set up.
+    drain: Option<Drain>,
 }
 
 struct Loop {
@@ -193,12 +198,21 @@ impl Loop {
                         Token(FIRST_CONN + key),
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
+                    let stream = Position::default();
+                    let feeder = (kind == Kind::Source)
+                        .then(|| Feeder::new(&self.stream, &stream).ok())
+                        .flatten();
+                    let drain = (kind == Kind::Sink && !self.check)
+                        .then(|| Drain::new().ok())
+                        .flatten();
                     entry.insert(Conn {
                         sock,
                         kind,
                         pending: Vec::new(),
                         pending_from: 0,
-                        stream: Position::default(),
+                        stream,
+                        feeder,
+                        drain,
                     });
                     self.counters.accepted.fetch_add(1, Ordering::Relaxed);
                     // A source starts writing at once.
@@ -297,6 +311,13 @@ fn echo(conn: &mut Conn, scratch: &mut [u8]) -> bool {
 }
 
 fn sink(conn: &mut Conn, scratch: &mut [u8], check: Option<&Stream>, counters: &Counters) -> bool {
+    if let Some(drain) = conn.drain.as_mut() {
+        return drain
+            .read(&conn.sock, |n| {
+                counters.sink_bytes.fetch_add(n, Ordering::Relaxed);
+            })
+            .unwrap_or(false);
+    }
     loop {
         match conn.sock.read(scratch) {
             Ok(0) => return false,
@@ -330,6 +351,13 @@ fn source(conn: &mut Conn, scratch: &mut [u8], stream: &Stream, counters: &Count
             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
             Err(_) => return false,
         }
+    }
+    if let Some(feeder) = conn.feeder.as_mut() {
+        let before = conn.stream.offset;
+        let open = feeder.write(&conn.sock, &mut conn.stream).is_ok();
+        let n = conn.stream.offset - before;
+        counters.source_bytes.fetch_add(n, Ordering::Relaxed);
+        return open;
     }
     loop {
         match conn.sock.write(stream.at(conn.stream.offset, stream.max())) {

@@ -8,6 +8,8 @@
 //! Every connection carries the [`Stream`], so with `--verify` the reader (sink or
 //! client) compares every byte with what was sent and a relay that alters, drops or
 //! duplicates bytes fails the run. Off by default: the comparison costs harness CPU.
+//! Writers, and readers when not verifying, move bytes by splice (see zero_copy.rs), so
+//! the harness's core is not what limits a fast server.
 
 use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,7 @@ use crate::run::{self, Common, Ctl, Failures, Worker};
 use crate::session::{self, Dialer};
 use crate::stream::{Position, Stream};
 use crate::targets::Targets;
+use crate::zero_copy::{Drain, Feeder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -122,14 +125,16 @@ pub fn run(cfg: &ThroughputConfig) -> Result<Report, Error> {
     Ok(Report {
         mode: "throughput",
         setup: format!(
-            "{} connections, {}, {} B writes{}",
+            "{} connections, {}, {}",
             cfg.connections,
             cfg.direction.name(),
-            cfg.chunk,
             if cfg.verify {
-                ", every byte verified"
+                format!(
+                    "written by splice, read {} B at a time, every byte verified",
+                    cfg.chunk
+                )
             } else {
-                ""
+                "written and read by splice".to_string()
             }
         ),
         route: c.route.describe(),
@@ -178,6 +183,17 @@ fn worker(
             }
         }
     }
+    // Zero-copy movers where they can be set up; plain reads and writes otherwise.
+    let mut feeders: Vec<Option<Feeder>> = Vec::with_capacity(n);
+    let mut drains: Vec<Option<Drain>> = Vec::with_capacity(n);
+    for at in &progress {
+        // A feeder's bytes are the stream's; a drain never shows them, so verifying
+        // reads them into memory instead.
+        let feeds = cfg.direction == Direction::Upload;
+        let drains_ok = cfg.direction == Direction::Download && !cfg.verify;
+        feeders.push(feeds.then(|| Feeder::new(&stream, at).ok()).flatten());
+        drains.push(drains_ok.then(|| Drain::new().ok()).flatten());
+    }
     let window = ctl.ready()?;
     let mut buf = vec![0u8; cfg.chunk];
     let mut failures = Failures::default();
@@ -191,9 +207,23 @@ fn worker(
             }
             let sock = &mut sessions[i].sock;
             let at = &mut progress[i];
-            let result = match cfg.direction {
-                Direction::Upload => write_until_blocked(sock, &stream, at),
-                Direction::Download => {
+            let result = match (cfg.direction, &mut feeders[i], &mut drains[i]) {
+                (Direction::Upload, Some(feeder), _) => feeder
+                    .write(&*sock, at)
+                    .map_err(|e| Fault::Transport(format!("splice: {e}"))),
+                (Direction::Upload, None, _) => write_until_blocked(sock, &stream, at),
+                (Direction::Download, _, Some(drain)) => {
+                    match drain.read(&*sock, |k| {
+                        counter.fetch_add(k, Ordering::Relaxed);
+                    }) {
+                        Ok(true) => Ok(()),
+                        Ok(false) => {
+                            Err(Fault::Transport("the relay closed the connection".into()))
+                        }
+                        Err(e) => Err(Fault::Transport(format!("splice: {e}"))),
+                    }
+                }
+                (Direction::Download, _, None) => {
                     let check = cfg.verify.then_some(&stream);
                     read_until_blocked(sock, &mut buf, counter, check, at)
                 }
