@@ -1,12 +1,16 @@
 //! A UDP destination that vanishes: its port closes, so datagrams to it draw ICMP port
 //! unreachable at the relay's outbound socket. That error belongs to one destination
 //! only: the association must keep relaying to every other one, and to the same one once
-//! something listens there again.
+//! something listens there again. And a destination the network refuses outright: each
+//! failed send is counted, gives its buffer back, and the association goes on.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::metrics::{metrics_addr, scrape_until};
+use common::netns::in_netns;
 use common::netstat::icmp_unreachables_sent;
 use common::udp::{port_refuses, Mode, UdpClient, UdpTarget};
 use common::wait::still_open;
@@ -67,4 +71,47 @@ fn vanished_ipv4_destination_leaves_the_association_working() {
 #[test]
 fn vanished_ipv6_destination_leaves_the_association_working() {
     vanished_destination("[::1]:0");
+}
+
+/// Rounds of datagrams to an unroutable destination, and datagrams per round: more in all
+/// than the pool's 128 buffers, so a buffer kept by a failed send would starve the relay.
+const ROUNDS: usize = 10;
+const PER_ROUND: usize = 20;
+
+#[test]
+fn refused_sends_are_counted_and_give_their_buffers_back() {
+    // In a namespace that holds loopback alone, a public address has no route: the send
+    // fails at once (ENETUNREACH) instead of going anywhere.
+    in_netns(&[], || {
+        let mut server =
+            Server::start(&["--metrics-listen", "127.0.0.1:0", "--udp-buffers", "128"]);
+        let metrics = metrics_addr(&server);
+        let client = UdpClient::open(server.addr(), "127.0.0.1:0");
+        let echo = UdpTarget::start("127.0.0.1:0", Mode::Echo);
+        let reachable = Address::Ip(echo.addr());
+        client.round_trip(&reachable, b"before");
+
+        let nowhere: SocketAddr = "198.51.100.7:9".parse().expect("an address");
+        let failed = |m: &common::metrics::Metrics| {
+            m.get("ringsocks_udp_dropped_total", &[("reason", "send_failed")])
+        };
+        for round in 1..=ROUNDS {
+            for i in 0..PER_ROUND {
+                client.send(
+                    &Address::Ip(nowhere),
+                    format!("no route {round}.{i}").as_bytes(),
+                );
+            }
+            // Paced by round, so the relay socket's receive queue never overflows and the
+            // count is exact.
+            let want = (round * PER_ROUND) as f64;
+            let m = scrape_until(metrics, Duration::from_secs(5), |m| failed(m) >= want);
+            assert_eq!(failed(&m), want, "failed sends counted after round {round}");
+        }
+        for i in 0..5 {
+            client.round_trip(&reachable, format!("after {i}").as_bytes());
+        }
+        assert!(still_open(&client.control), "the association ended");
+        server.assert_healthy();
+    });
 }

@@ -524,7 +524,10 @@ impl Shard {
 
     pub(super) fn on_udp_send(&mut self, slot: usize, c: Completion) {
         if c.result < 0 {
+            // The network refused it (no route, say): the datagram is lost, as a full
+            // queue further on would lose it, and counted.
             log::debug!("UDP send: {}", std::io::Error::from_raw_os_error(-c.result));
+            self.stats.udp_dropped(UdpDrop::SendFailed);
         }
         self.udp_sent(slot, c.token.aux());
     }

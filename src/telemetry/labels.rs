@@ -52,6 +52,8 @@ labels! {
         Denied => "denied",
         /// Too many datagrams held (waiting for a name, or in flight).
         OverLimit => "over_limit",
+        /// The kernel refused the send (no route to the destination, say).
+        SendFailed => "send_failed",
     }
 }
 
