@@ -18,7 +18,7 @@ use slab::Slab;
 
 use crate::reactor::{self, Reactor};
 use crate::stream::{Position, Stream};
-use crate::zero_copy::{Drain, Feeder};
+use crate::zero_copy::{Drain, Feeder, Template};
 
 const ECHO: Token = Token(0);
 const SINK: Token = Token(1);
@@ -91,13 +91,15 @@ impl Targets {
             source.local_addr()?,
             udp.local_addr()?,
         );
+        let stream = Stream::new(CHUNK);
         let mut lp = Loop {
             reactor,
             listeners: [echo, sink, source],
             udp,
             conns: Slab::new(),
             scratch: vec![0; CHUNK].into_boxed_slice(),
-            stream: Stream::new(CHUNK),
+            template: Template::new(&stream).ok(),
+            stream,
             check,
             counters: counters.clone(),
             stop: stop.clone(),
@@ -158,6 +160,8 @@ struct Loop {
     conns: Slab<Conn>,
     scratch: Box<[u8]>,
     stream: Stream,
+    /// What sources feed from; `None` if no pipe could be set up (sources then write).
+    template: Option<Arc<Template>>,
     /// The sink compares what it reads with the stream.
     check: bool,
     counters: Arc<Counters>,
@@ -199,9 +203,10 @@ impl Loop {
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
                     let stream = Position::default();
-                    let feeder = (kind == Kind::Source)
-                        .then(|| Feeder::new(&self.stream, &stream).ok())
-                        .flatten();
+                    let feeder = match (kind, &self.template) {
+                        (Kind::Source, Some(t)) => Feeder::new(t, &stream).ok(),
+                        _ => None,
+                    };
                     let drain = (kind == Kind::Sink && !self.check)
                         .then(|| Drain::new().ok())
                         .flatten();

@@ -2,15 +2,16 @@
 //! harness spends its core on moving data, not on memcpy, and a fast server is not
 //! measured against the harness's own ceiling.
 //!
-//! [`Feeder`] writes the stream: a template pipe holds a whole number of stream periods
-//! once, `tee(2)` duplicates its pages into a second pipe and `splice(2)` hands them to
-//! the socket. [`Drain`] discards what arrives: socket to pipe to `/dev/null`, both by
+//! [`Feeder`] writes the stream: a [`Template`] pipe holds a whole number of stream
+//! periods once per thread, `tee(2)` duplicates its pages into a connection's pipe and
+//! `splice(2)` hands them to the socket. [`Drain`] discards what arrives: socket to pipe to `/dev/null`, both by
 //! splice. Used when bytes are not verified (verifying needs them in memory); anything
 //! that fails to set up falls back to plain reads and writes.
 
 use std::fs::File;
 use std::io::{self, ErrorKind, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 
 use rustix::pipe::{self, PipeFlags, SpliceFlags};
 
@@ -26,13 +27,35 @@ fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd, usize)> {
     Ok((r, w, size))
 }
 
-/// Feeds the stream to one socket through a pipe.
+/// The stream from offset 0 in a pipe, a whole number of periods long: any copy of it
+/// continues the stream where the previous copy ended. One per thread; its pages are
+/// shared by every copy.
+pub struct Template {
+    r: OwnedFd,
+    _w: OwnedFd,
+    len: usize,
+}
+
+impl Template {
+    pub fn new(stream: &Stream) -> io::Result<Arc<Template>> {
+        let (r, w, size) = nonblocking_pipe()?;
+        let len = size / PERIOD * PERIOD;
+        let mut filled = 0;
+        let mut file = File::from(w);
+        while filled < len {
+            filled += file.write(stream.at(filled as u64, len - filled))?;
+        }
+        Ok(Arc::new(Template {
+            r,
+            _w: OwnedFd::from(file),
+            len,
+        }))
+    }
+}
+
+/// Feeds the stream to one socket: copies of the template, by reference, through a pipe.
 pub struct Feeder {
-    /// Stream bytes from offset 0, a whole number of periods: any copy of it continues
-    /// the stream where the previous one ended.
-    template: OwnedFd,
-    template_len: usize,
-    _template_w: OwnedFd,
+    template: Arc<Template>,
     out_r: OwnedFd,
     out_w: OwnedFd,
     /// Bytes in the out pipe, not yet taken by the socket.
@@ -42,24 +65,17 @@ pub struct Feeder {
 impl Feeder {
     /// A feeder for a connection whose stream position is `at` (it must be at the start
     /// of a period, as a fresh connection is).
-    pub fn new(stream: &Stream, at: &Position) -> io::Result<Feeder> {
+    pub fn new(template: &Arc<Template>, at: &Position) -> io::Result<Feeder> {
         if at.offset % PERIOD as u64 != 0 {
             return Err(io::Error::new(ErrorKind::InvalidInput, "mid-period"));
         }
-        let (template, mut template_w, size) = nonblocking_pipe()?;
-        let (out_r, out_w, out_size) = nonblocking_pipe()?;
-        let template_len = size.min(out_size) / PERIOD * PERIOD;
-        let mut filled = 0;
-        let mut w = File::from(template_w.try_clone()?);
-        while filled < template_len {
-            let piece = stream.at(filled as u64, template_len - filled);
-            filled += w.write(piece)?;
+        let (out_r, out_w, size) = nonblocking_pipe()?;
+        if size < template.len {
+            // A partial copy would break the stream.
+            return Err(io::Error::new(ErrorKind::OutOfMemory, "pipe too small"));
         }
-        template_w = OwnedFd::from(w);
         Ok(Feeder {
-            template,
-            template_len,
-            _template_w: template_w,
+            template: template.clone(),
             out_r,
             out_w,
             queued: 0,
@@ -70,14 +86,9 @@ impl Feeder {
     pub fn write(&mut self, sock: impl AsFd, at: &mut Position) -> io::Result<()> {
         loop {
             if self.queued == 0 {
-                // The out pipe is empty, so the whole template fits and the stream stays
-                // continuous.
-                self.queued = pipe::tee(
-                    &self.template,
-                    &self.out_w,
-                    self.template_len,
-                    SpliceFlags::NONBLOCK,
-                )?;
+                // The out pipe is empty, so the whole template fits.
+                let t = &self.template;
+                self.queued = pipe::tee(&t.r, &self.out_w, t.len, SpliceFlags::NONBLOCK)?;
             }
             let flags = SpliceFlags::NONBLOCK | SpliceFlags::MORE;
             match pipe::splice(&self.out_r, None, &sock, None, self.queued, flags) {
@@ -152,8 +163,9 @@ mod tests {
         rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let stream = Stream::new(64 * 1024);
         let mut at = Position::default();
-        let mut feeder = Feeder::new(&stream, &at).unwrap();
-        let want = 3 * feeder.template_len as u64 + 12_345;
+        let template = Template::new(&stream).unwrap();
+        let mut feeder = Feeder::new(&template, &at).unwrap();
+        let want = 3 * template.len as u64 + 12_345;
         let mut checked = Position::default();
         let mut buf = vec![0; 64 * 1024];
         // Bounded: every round either feeds or reads, and the reader stops at `want`.

@@ -23,7 +23,7 @@ use crate::run::{self, Common, Ctl, Failures, Worker};
 use crate::session::{self, Dialer};
 use crate::stream::{Position, Stream};
 use crate::targets::Targets;
-use crate::zero_copy::{Drain, Feeder};
+use crate::zero_copy::{Drain, Feeder, Template};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -184,14 +184,16 @@ fn worker(
         }
     }
     // Zero-copy movers where they can be set up; plain reads and writes otherwise.
+    let template = (cfg.direction == Direction::Upload)
+        .then(|| Template::new(&stream).ok())
+        .flatten();
     let mut feeders: Vec<Option<Feeder>> = Vec::with_capacity(n);
     let mut drains: Vec<Option<Drain>> = Vec::with_capacity(n);
     for at in &progress {
+        feeders.push(template.as_ref().and_then(|t| Feeder::new(t, at).ok()));
         // A feeder's bytes are the stream's; a drain never shows them, so verifying
         // reads them into memory instead.
-        let feeds = cfg.direction == Direction::Upload;
         let drains_ok = cfg.direction == Direction::Download && !cfg.verify;
-        feeders.push(feeds.then(|| Feeder::new(&stream, at).ok()).flatten());
         drains.push(drains_ok.then(|| Drain::new().ok()).flatten());
     }
     let window = ctl.ready()?;
