@@ -1,14 +1,15 @@
 //! The metrics endpoint: a minimal HTTP/1.x server on one thread of its own.
 //!
-//! Blocking std sockets, one request per connection, one connection at a time: Prometheus
-//! scrapes every few seconds, so there is nothing to gain from concurrency, and a thread
-//! that only reads counters can never hold up a shard. Requests are capped at
-//! [`MAX_REQUEST`] bytes and every read and write has a timeout, so a client that sends
-//! nothing delays the next scrape by at most that timeout.
+//! Blocking std sockets, one request per connection, each connection on a short-lived
+//! thread of its own (up to [`MAX_CONNECTIONS`] at once; beyond that a connection gets 503
+//! at once): a client that sends nothing, or reads slowly, holds only its own thread and
+//! never delays another scrape. These threads only read counters, so they can never hold
+//! up a shard. Requests are capped at [`MAX_REQUEST`] bytes and every read and write has a
+//! timeout, so a connection's thread lives at most a few seconds.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -20,6 +21,9 @@ pub const MAX_REQUEST: usize = 8 * 1024;
 
 /// Per request: time to send the request, and to take the response.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connections served at once; a scraper needs one, a few humans with curl a few more.
+pub const MAX_CONNECTIONS: usize = 8;
 
 /// A running metrics endpoint; dropping it stops the thread.
 pub struct Exporter {
@@ -49,7 +53,7 @@ impl Exporter {
             sources,
             stop: stop.clone(),
             timeout,
-            body: String::new(),
+            active: Arc::new(AtomicUsize::new(0)),
         };
         let thread = thread::Builder::new()
             .name("metrics".into())
@@ -84,21 +88,32 @@ struct Server {
     sources: Sources,
     stop: Arc<AtomicBool>,
     timeout: Duration,
-    /// Reused for each response.
-    body: String,
+    /// Connections being served.
+    active: Arc<AtomicUsize>,
+}
+
+/// One connection's thread: the request, the response, then the slot back.
+struct Connection {
+    sources: Sources,
+    timeout: Duration,
+    active: Arc<AtomicUsize>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Server {
-    fn run(mut self) {
+    fn run(self) {
         while !self.stop.load(Relaxed) {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     if self.stop.load(Relaxed) {
                         break;
                     }
-                    if let Err(e) = self.serve(stream) {
-                        log::debug!("metrics request: {e}");
-                    }
+                    self.dispatch(stream);
                 }
                 Err(e) if self.stop.load(Relaxed) => {
                     log::debug!("metrics listener stopped: {e}");
@@ -113,7 +128,51 @@ impl Server {
         }
     }
 
-    fn serve(&mut self, mut stream: TcpStream) -> io::Result<()> {
+    /// Serves `stream` on a thread of its own, or refuses it when enough are busy.
+    fn dispatch(&self, mut stream: TcpStream) {
+        if self.active.fetch_add(1, Relaxed) >= MAX_CONNECTIONS {
+            self.active.fetch_sub(1, Relaxed);
+            // Never blocks the accept loop: a fresh socket's send buffer takes the short
+            // reply, and only what already arrived is read (closing with unread input
+            // would reset the connection before the client reads the reply).
+            let _ = stream.set_nonblocking(true);
+            let _ = stream.write_all(BUSY.as_bytes());
+            let _ = stream.shutdown(Shutdown::Write);
+            let mut discard = [0u8; 1024];
+            for _ in 0..MAX_REQUEST / discard.len() {
+                if !matches!(stream.read(&mut discard), Ok(n) if n > 0) {
+                    break;
+                }
+            }
+            return;
+        }
+        let conn = Connection {
+            sources: self.sources.clone(),
+            timeout: self.timeout,
+            active: self.active.clone(),
+        };
+        let spawned = thread::Builder::new()
+            .name("metrics-conn".into())
+            .spawn(move || {
+                if let Err(e) = conn.serve(stream) {
+                    log::debug!("metrics request: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            // The closure, and with it the connection and its slot, was dropped.
+            log::warn!("metrics: cannot start a thread: {e}");
+        }
+    }
+}
+
+/// The reply to a connection beyond [`MAX_CONNECTIONS`].
+const BUSY: &str =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                    Content-Length: 20\r\nRetry-After: 1\r\nConnection: close\r\n\r\n\
+                    Service Unavailable\n";
+
+impl Connection {
+    fn serve(&self, mut stream: TcpStream) -> io::Result<()> {
         stream.set_read_timeout(Some(self.timeout))?;
         stream.set_write_timeout(Some(self.timeout))?;
         let request = match read_request(&mut stream, self.timeout)? {
@@ -125,16 +184,16 @@ impl Server {
         let path = target.split('?').next().unwrap_or("");
         match (method, path) {
             ("GET" | "HEAD", "/metrics") => {
-                self.body.clear();
-                render(&self.sources, &mut self.body);
+                let mut body = String::new();
+                render(&self.sources, &mut body);
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\n\
                      Connection: close\r\n\r\n",
-                    self.body.len()
+                    body.len()
                 );
                 stream.write_all(head.as_bytes())?;
                 if method == "GET" {
-                    stream.write_all(self.body.as_bytes())?;
+                    stream.write_all(body.as_bytes())?;
                 }
                 stream.flush()
             }

@@ -102,20 +102,72 @@ fn an_oversized_request_is_refused_and_the_server_goes_on() {
     assert_eq!(get(addr, "/metrics").0, "HTTP/1.1 200 OK");
 }
 
-#[test]
-fn a_silent_client_delays_the_next_scrape_by_at_most_the_timeout() {
+/// An exporter whose connections may stay silent far longer than `exchange` waits.
+fn patient_exporter() -> Exporter {
     let stats = Arc::new(ShardStats::new(0));
-    let timeout = Duration::from_millis(300);
-    let exporter = Exporter::start_with(loopback(), Sources::new(vec![stats]), timeout).unwrap();
+    let timeout = Duration::from_secs(60);
+    Exporter::start_with(loopback(), Sources::new(vec![stats]), timeout).unwrap()
+}
+
+/// Whether `s` is still open: nothing to read yet, and no end of stream.
+fn still_open(s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 1];
+    matches!((&*s).read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+#[test]
+fn a_silent_client_does_not_delay_a_scrape() {
+    let exporter = patient_exporter();
     let addr = exporter.local_addr();
-    let _silent = TcpStream::connect(addr).unwrap();
-    let start = Instant::now();
+    let silent = TcpStream::connect(addr).unwrap();
+    // Waiting out the silent client would take 60 s, past `exchange`'s read timeout.
     assert_eq!(get(addr, "/metrics").0, "HTTP/1.1 200 OK");
     assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
+        still_open(&silent),
+        "the scrape was served while the silent client waits"
     );
+}
+
+#[test]
+fn connections_beyond_the_cap_get_503_at_once_and_slots_come_back() {
+    let exporter = patient_exporter();
+    let addr = exporter.local_addr();
+    let silent: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    // Accepted in order, so this one finds every slot taken; it is answered without
+    // sending anything.
+    let mut over = TcpStream::connect(addr).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reply = String::new();
+    over.read_to_string(&mut reply).unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{reply:?}"
+    );
+    assert!(
+        reply.ends_with("\r\n\r\nService Unavailable\n"),
+        "{reply:?}"
+    );
+    assert!(silent.iter().all(still_open));
+
+    // The silent clients leave; their threads see the end of stream and free the slots.
+    drop(silent);
+    let served = (0..500).any(|_| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        let ok = reply.starts_with("HTTP/1.1 200 OK");
+        if !ok {
+            thread::sleep(Duration::from_millis(10));
+        }
+        ok
+    });
+    assert!(served, "no slot came back after the silent clients left");
 }
 
 #[test]
