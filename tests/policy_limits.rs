@@ -1,7 +1,8 @@
 //! Limits against the real server: concurrent sessions per client address and per user,
 //! new sessions per second per client address (REP 0x02 and a log line beyond them, while
 //! others are still served), and bandwidth per user in each direction, where a transfer
-//! must take the time the token bucket allows, measured.
+//! must take the time the token bucket allows, measured, and UDP datagrams beyond it are
+//! dropped and counted.
 //!
 //! On loopback: 127.0.0.2 is "another client address".
 
@@ -11,12 +12,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::metrics::{metrics_addr, scrape_until, Metrics};
 use common::policy::{self, LOG_WAIT};
 use common::socks::{self, Creds};
+use common::udp::{Declare, Mode, UdpClient, UdpTarget};
 use common::{
     expect_closed, wait_until, EchoServer, Pattern, Server, Target, UsersFile, IO_TIMEOUT,
 };
-use ringsocks::proto::{socks5, ReplyCode};
+use ringsocks::proto::{socks5, Address, ReplyCode};
 
 const SECOND_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const FIRST_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -291,4 +294,46 @@ fn bandwidth_per_user_is_shared_by_the_users_sessions() {
     }
     // Each alone would take (half - RATE) / RATE; together they share one bucket.
     assert_rate(start.elapsed(), TOTAL, "two sessions together");
+}
+
+/// Datagrams of the UDP burst, and their size: 64 KiB against a 16 KiB bucket.
+const BURST: u64 = 64;
+const DATAGRAM: usize = 1024;
+
+#[test]
+fn bandwidth_per_user_drops_udp_beyond_the_limit() {
+    let users = UsersFile::new(&[("alice", "a")]);
+    let server = Server::start(&[
+        "--users",
+        users.arg(),
+        "--bandwidth-per-user-up",
+        "16KiB",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let metrics = metrics_addr(&server);
+    let client = UdpClient::try_open_as(server.addr(), "127.0.0.1:0", Declare::Zeros, ALICE)
+        .unwrap_or_else(|reply| panic!("UDP ASSOCIATE refused: {reply:?}"));
+    let sink = UdpTarget::start("127.0.0.1:0", Mode::Sink);
+    for i in 0..BURST {
+        client.send(&Address::Ip(sink.addr()), &[i as u8; DATAGRAM]);
+    }
+    let dropped =
+        |m: &Metrics| m.get("ringsocks_udp_dropped_total", &[("reason", "bandwidth")]) as u64;
+    // Every datagram ends up relayed or dropped for bandwidth, nothing else.
+    let m = scrape_until(metrics, Duration::from_secs(10), |m| {
+        sink.received() + dropped(m) >= BURST
+    });
+    let (relayed, dropped) = (sink.received(), dropped(&m));
+    assert_eq!(
+        relayed + dropped,
+        BURST,
+        "{relayed} relayed, {dropped} dropped"
+    );
+    // The bucket starts with one second's worth (16 datagrams) and refills at 16 a
+    // second; the burst takes far less than a second to send.
+    assert!(
+        (16..=BURST / 2).contains(&relayed),
+        "{relayed} of {BURST} datagrams relayed under a 16 KiB/s limit"
+    );
 }

@@ -14,6 +14,7 @@ use super::ring::{Completion, Fd, MAX_GATHER};
 use super::shard::{Shard, TICK};
 use super::splice::SPLICE_AFTER;
 use super::token::Op;
+use crate::policy::TokenBucket;
 use crate::telemetry::{CloseReason, Direction, Limit, Pool};
 
 impl Shard {
@@ -359,19 +360,7 @@ impl Shard {
     /// Grants never exceed the tokens held, so sessions sharing a bucket cannot overdraw
     /// it with their last sends.
     fn bandwidth_grant(&self, slot: usize, dir: Dir, len: u32) -> Result<u32, super::timer::Tick> {
-        let Some(bandwidth) = self.conns[slot]
-            .meta
-            .guard
-            .as_ref()
-            .and_then(|g| g.bandwidth())
-        else {
-            return Ok(len);
-        };
-        let bucket = match dir {
-            Dir::Up => bandwidth.up.as_ref(),
-            Dir::Down => bandwidth.down.as_ref(),
-        };
-        let Some(bucket) = bucket else {
+        let Some(bucket) = self.user_bucket(slot, dir) else {
             return Ok(len);
         };
         // One timer tick's worth: a paused relay wakes on ticks, so smaller grants would
@@ -380,6 +369,15 @@ impl Shard {
         match bucket.take_up_to(self.instant, len as u64, min_grant) {
             Ok(granted) => Ok(granted as u32),
             Err(wait) => Err(super::shard::ticks_for(wait)),
+        }
+    }
+
+    /// The bandwidth bucket of the session's user in `dir`, if the user has a limit there.
+    pub(super) fn user_bucket(&self, slot: usize, dir: Dir) -> Option<&TokenBucket> {
+        let bandwidth = self.conns[slot].meta.guard.as_ref()?.bandwidth()?;
+        match dir {
+            Dir::Up => bandwidth.up.as_ref(),
+            Dir::Down => bandwidth.down.as_ref(),
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::admission::apply_egress;
 use super::bufring::Slice;
-use super::conn::{Phase, RecvState, Seg};
+use super::conn::{Dir, Phase, RecvState, Seg};
 use super::ring::{self, Completion, DatagramDest, Fd, DATAGRAM_PREFIX};
 use super::shard::Shard;
 use super::sockaddr;
@@ -26,7 +26,7 @@ use crate::policy::Egress;
 use crate::proto::association::{self, ClientMatch, Outbound, MAX_REPLY_HEADER};
 use crate::proto::{Address, ReplyCode};
 use crate::resolve::{Addrs, ResolveError};
-use crate::telemetry::{CloseReason, Direction, Pool, UdpDrop};
+use crate::telemetry::{CloseReason, Direction, Limit, Pool, UdpDrop};
 
 /// Socket indexes within an association (the `aux` of its receive tokens).
 const CLIENT: usize = 0;
@@ -292,6 +292,13 @@ impl Shard {
         self.stats.udp_dropped(why);
     }
 
+    /// Takes `len` bytes from the user's bandwidth in `dir`; false when the limit has no
+    /// room for them. A datagram over the limit is dropped: UDP has no way to be paused.
+    fn udp_within_bandwidth(&self, slot: usize, dir: Dir, len: u32) -> bool {
+        self.user_bucket(slot, dir)
+            .is_none_or(|b| b.take(self.instant, len as u64).is_ok())
+    }
+
     fn client_datagram(&mut self, slot: usize, bid: u16, src: SocketAddr, off: usize, len: usize) {
         let conn = &mut self.conns[slot];
         let Some(assoc) = conn.udp.as_mut() else {
@@ -418,6 +425,11 @@ impl Shard {
             self.udp_drop(bid, UdpDrop::Denied);
             return;
         }
+        if !self.udp_within_bandwidth(slot, Dir::Up, len) {
+            self.stats.limit_hit(Limit::UserBandwidth);
+            self.udp_drop(bid, UdpDrop::Bandwidth);
+            return;
+        }
         let socket = if dest.is_ipv4() { REMOTE_V4 } else { REMOTE_V6 };
         let family = socket - 1;
         let token = Token::with_aux(Op::UdpSend, slot as u32, self.gens[slot], bid);
@@ -474,15 +486,21 @@ impl Shard {
     /// Sends a remote's datagram to the client, with the SOCKS header written in place.
     fn remote_datagram(&mut self, slot: usize, bid: u16, src: SocketAddr, off: usize, len: usize) {
         let token = Token::with_aux(Op::UdpSend, slot as u32, self.gens[slot], bid);
-        let conn = &mut self.conns[slot];
-        let scratch = conn.scratch;
-        let Some(assoc) = conn.udp.as_mut() else {
-            return;
-        };
+        let scratch = self.conns[slot].scratch;
         if len as u32 > self.shared.config.udp_max_payload {
             self.udp_drop(bid, UdpDrop::TooLarge);
             return;
         }
+        if !self.udp_within_bandwidth(slot, Dir::Down, len as u32) {
+            self.stats.limit_hit(Limit::UserBandwidth);
+            self.udp_drop(bid, UdpDrop::Bandwidth);
+            return;
+        }
+        let conn = &mut self.conns[slot];
+        let Some(assoc) = conn.udp.as_mut() else {
+            self.udp_pool.give_back(bid);
+            return;
+        };
         let (Some(_), Some(fd), Some(scratch)) = (assoc.reply_to, assoc.fd(CLIENT), scratch) else {
             // The client has not sent anything yet: nowhere to deliver.
             self.udp_drop(bid, UdpDrop::NoRoute);

@@ -54,6 +54,8 @@ labels! {
         OverLimit => "over_limit",
         /// The kernel refused the send (no route to the destination, say).
         SendFailed => "send_failed",
+        /// Over the user's bandwidth limit in its direction.
+        Bandwidth => "bandwidth",
     }
 }
 
