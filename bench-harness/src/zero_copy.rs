@@ -4,9 +4,10 @@
 //!
 //! [`Feeder`] writes the stream: a [`Template`] pipe holds a whole number of stream
 //! periods once per thread, `tee(2)` duplicates its pages into a connection's pipe and
-//! `splice(2)` hands them to the socket. [`Drain`] discards what arrives: socket to pipe to `/dev/null`, both by
-//! splice. Used when bytes are not verified (verifying needs them in memory); anything
-//! that fails to set up falls back to plain reads and writes.
+//! `splice(2)` hands them to the socket; the bytes are the stream's, so verified runs use
+//! it too. [`Drain`] discards what arrives, socket to pipe to `/dev/null`, both by splice;
+//! verified runs read into memory instead. Anything that fails to set up falls back to
+//! plain reads and writes.
 
 use std::fs::File;
 use std::io::{self, ErrorKind, Write};

@@ -292,11 +292,18 @@ impl Shard {
         self.stats.udp_dropped(why);
     }
 
-    /// Takes `len` bytes from the user's bandwidth in `dir`; false when the limit has no
-    /// room for them. A datagram over the limit is dropped: UDP has no way to be paused.
-    fn udp_within_bandwidth(&self, slot: usize, dir: Dir, len: u32) -> bool {
-        self.user_bucket(slot, dir)
-            .is_none_or(|b| b.take(self.instant, len as u64).is_ok())
+    /// Takes `len` bytes of datagram `bid` from the user's bandwidth in `dir`. False when
+    /// the limit has no room for them: the datagram is then dropped and counted, as UDP has
+    /// no way to be paused.
+    fn udp_charge(&mut self, slot: usize, dir: Dir, bid: u16, len: u32) -> bool {
+        let within = self
+            .user_bucket(slot, dir)
+            .is_none_or(|b| b.take(self.instant, len as u64).is_ok());
+        if !within {
+            self.stats.limit_hit(Limit::UserBandwidth);
+            self.udp_drop(bid, UdpDrop::Bandwidth);
+        }
+        within
     }
 
     fn client_datagram(&mut self, slot: usize, bid: u16, src: SocketAddr, off: usize, len: usize) {
@@ -425,9 +432,7 @@ impl Shard {
             self.udp_drop(bid, UdpDrop::Denied);
             return;
         }
-        if !self.udp_within_bandwidth(slot, Dir::Up, len) {
-            self.stats.limit_hit(Limit::UserBandwidth);
-            self.udp_drop(bid, UdpDrop::Bandwidth);
+        if !self.udp_charge(slot, Dir::Up, bid, len) {
             return;
         }
         let socket = if dest.is_ipv4() { REMOTE_V4 } else { REMOTE_V6 };
@@ -491,9 +496,7 @@ impl Shard {
             self.udp_drop(bid, UdpDrop::TooLarge);
             return;
         }
-        if !self.udp_within_bandwidth(slot, Dir::Down, len as u32) {
-            self.stats.limit_hit(Limit::UserBandwidth);
-            self.udp_drop(bid, UdpDrop::Bandwidth);
+        if !self.udp_charge(slot, Dir::Down, bid, len as u32) {
             return;
         }
         let conn = &mut self.conns[slot];

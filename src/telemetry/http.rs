@@ -132,18 +132,10 @@ impl Server {
     fn dispatch(&self, mut stream: TcpStream) {
         if self.active.fetch_add(1, Relaxed) >= MAX_CONNECTIONS {
             self.active.fetch_sub(1, Relaxed);
-            // Never blocks the accept loop: a fresh socket's send buffer takes the short
-            // reply, and only what already arrived is read (closing with unread input
-            // would reset the connection before the client reads the reply).
+            // Non-blocking, so the refusal never holds up the accept loop: the short reply
+            // fits a fresh socket's send buffer, and only input already there is drained.
             let _ = stream.set_nonblocking(true);
-            let _ = stream.write_all(BUSY.as_bytes());
-            let _ = stream.shutdown(Shutdown::Write);
-            let mut discard = [0u8; 1024];
-            for _ in 0..MAX_REQUEST / discard.len() {
-                if !matches!(stream.read(&mut discard), Ok(n) if n > 0) {
-                    break;
-                }
-            }
+            let _ = respond(&mut stream, "503 Service Unavailable", "Retry-After: 1\r\n");
             return;
         }
         let conn = Connection {
@@ -164,12 +156,6 @@ impl Server {
         }
     }
 }
-
-/// The reply to a connection beyond [`MAX_CONNECTIONS`].
-const BUSY: &str =
-    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                    Content-Length: 20\r\nRetry-After: 1\r\nConnection: close\r\n\r\n\
-                    Service Unavailable\n";
 
 impl Connection {
     fn serve(&self, mut stream: TcpStream) -> io::Result<()> {
@@ -255,7 +241,7 @@ fn respond(stream: &mut TcpStream, status: &str, extra: &str) -> io::Result<()> 
     stream.flush()?;
     // Closing with unread input would reset the connection, and the client might never
     // read the reply: signal the end, then discard what the client still sends (bounded in
-    // bytes here, in time by the read timeout).
+    // bytes here, in time by the read timeout; at once on a non-blocking stream).
     let _ = stream.shutdown(Shutdown::Write);
     let _ = io::copy(&mut stream.take(64 * 1024), &mut io::sink());
     Ok(())

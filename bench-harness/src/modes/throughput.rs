@@ -187,13 +187,13 @@ fn worker(
     let template = (cfg.direction == Direction::Upload)
         .then(|| Template::new(&stream).ok())
         .flatten();
+    // A feeder's bytes are the stream's; a drain never shows them, so verifying reads
+    // them into memory instead.
+    let drains_ok = cfg.direction == Direction::Download && !cfg.verify;
     let mut feeders: Vec<Option<Feeder>> = Vec::with_capacity(n);
     let mut drains: Vec<Option<Drain>> = Vec::with_capacity(n);
     for at in &progress {
         feeders.push(template.as_ref().and_then(|t| Feeder::new(t, at).ok()));
-        // A feeder's bytes are the stream's; a drain never shows them, so verifying
-        // reads them into memory instead.
-        let drains_ok = cfg.direction == Direction::Download && !cfg.verify;
         drains.push(drains_ok.then(|| Drain::new().ok()).flatten());
     }
     let window = ctl.ready()?;
