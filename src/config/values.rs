@@ -264,21 +264,23 @@ impl Serialize for PortSpec {
     }
 }
 
+/// A value TOML may give as a number or as text with a unit or range.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumOrText {
+    Num(i64),
+    Text(String),
+}
+
 impl<'de> Deserialize<'de> for PortSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Num(i64),
-            Text(String),
-        }
-        match Raw::deserialize(d).map_err(|_| {
+        match NumOrText::deserialize(d).map_err(|_| {
             serde::de::Error::custom("expected a port like 443 or a range like \"8000-8999\"")
         })? {
-            Raw::Num(n) => u16::try_from(n)
+            NumOrText::Num(n) => u16::try_from(n)
                 .map(|p| PortSpec(p, p))
                 .map_err(|_| serde::de::Error::custom(format!("{n} is not a port (0-65535)"))),
-            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+            NumOrText::Text(t) => t.parse().map_err(serde::de::Error::custom),
         }
     }
 }
@@ -330,18 +332,12 @@ impl Serialize for Rate {
 
 impl<'de> Deserialize<'de> for Rate {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Num(i64),
-            Text(String),
-        }
-        match Raw::deserialize(d).map_err(|_| {
+        match NumOrText::deserialize(d).map_err(|_| {
             serde::de::Error::custom("expected bytes per second, like 1000000 or \"10M\"")
         })? {
-            Raw::Num(n) if n > 0 => Ok(Rate(n as u64)),
-            Raw::Num(n) => Err(serde::de::Error::custom(format!("{n} must be more than 0"))),
-            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+            NumOrText::Num(n) if n > 0 => Ok(Rate(n as u64)),
+            NumOrText::Num(n) => Err(serde::de::Error::custom(format!("{n} must be more than 0"))),
+            NumOrText::Text(t) => t.parse().map_err(serde::de::Error::custom),
         }
     }
 }

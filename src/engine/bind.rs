@@ -129,15 +129,7 @@ impl Shard {
         if let Some(hs) = conn.handshake.as_mut() {
             hs.grant_bind_peer(peer);
         }
-        self.flush_handshake(slot);
-        let now = self.now();
-        let conn = &mut self.conns[slot];
-        conn.handshake = None;
-        conn.plan = None;
-        conn.phase = Phase::Relay;
-        conn.last_active = now;
-        let at = now + self.ticks.idle;
-        self.set_deadline(slot, at);
+        self.enter_relay(slot);
     }
 
     /// No peer came in time: stop listening and send the failing second reply.

@@ -208,17 +208,8 @@ impl Shard {
         if let Some(hs) = conn.handshake.as_mut() {
             hs.grant(local);
         }
-        self.flush_handshake(slot);
-        let now = self.now();
-        let conn = &mut self.conns[slot];
-        // Neither is read again; an idle relayed session should not keep them. Completions
-        // of the attempts cancelled above find no plan and are dropped.
-        conn.handshake = None;
-        conn.plan = None;
-        conn.phase = Phase::Relay;
-        conn.last_active = now;
-        let at = now + self.ticks.idle;
-        self.set_deadline(slot, at);
+        // Completions of the attempts cancelled above find no plan and are dropped.
+        self.enter_relay(slot);
     }
 
     /// Records how long connecting took (first attempt to success or final failure).

@@ -94,6 +94,20 @@ impl Shard {
         conn.down.queued += len as u32;
     }
 
+    /// The success reply is queued: send it and start relaying. Neither the handshake nor
+    /// the connect plan is read again, and an idle relayed session should not keep them.
+    pub(super) fn enter_relay(&mut self, slot: usize) {
+        self.flush_handshake(slot);
+        let now = self.now();
+        let conn = &mut self.conns[slot];
+        conn.handshake = None;
+        conn.plan = None;
+        conn.phase = Phase::Relay;
+        conn.last_active = now;
+        let at = now + self.ticks.idle;
+        self.set_deadline(slot, at);
+    }
+
     /// Refuses the pending request with `code`.
     pub(super) fn reject(&mut self, slot: usize, code: ReplyCode) {
         if let Some(hs) = self.conns[slot].handshake.as_mut() {

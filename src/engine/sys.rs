@@ -64,14 +64,7 @@ pub fn local_addr(sock: &Socket) -> io::Result<SocketAddr> {
 
 /// A non-blocking UDP socket bound to `addr`.
 pub fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
-    let sock = Socket::new(
-        Domain::for_address(addr),
-        Type::DGRAM.nonblocking(),
-        Some(Protocol::UDP),
-    )?;
-    if addr.is_ipv6() {
-        sock.set_only_v6(true)?;
-    }
+    let sock = udp_unbound(addr)?;
     sock.bind(&addr.into())?;
     Ok(sock)
 }
