@@ -67,6 +67,41 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of `ops` operations over `window_s` seconds with every optional figure
+    /// empty; modes fill what they measured with `..Report::new(...)`.
+    pub fn new(
+        mode: &'static str,
+        unit: &'static str,
+        ops: u64,
+        window_s: f64,
+        harness: HarnessCost,
+    ) -> Report {
+        Report {
+            mode,
+            setup: String::new(),
+            route: String::new(),
+            window_s,
+            unit,
+            ops,
+            ops_per_s: ops as f64 / window_s,
+            bytes: 0,
+            gbit_per_s: None,
+            sent: None,
+            loss: None,
+            unfinished: 0,
+            errors: 0,
+            latency: None,
+            send_lag: None,
+            server: None,
+            server_us_per_op: None,
+            server_s_per_gib: None,
+            per_connection: None,
+            harness,
+            warnings: Vec::new(),
+            histogram: None,
+        }
+    }
+
     /// Fills the derived cost figures and the warnings every mode shares.
     pub fn finish(mut self) -> Report {
         if let Some(s) = &self.server {

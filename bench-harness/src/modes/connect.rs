@@ -75,28 +75,14 @@ pub fn run(cfg: &ConnectConfig) -> Result<Report, Error> {
         return Err(Error::Timeout("no session completed in the window".into()));
     }
     Ok(Report {
-        mode: "connect",
         setup: format!("{} sessions in flight, {} B echo", cfg.workers, cfg.size),
         route: c.route.describe(),
-        window_s,
-        unit: "session",
-        ops,
-        ops_per_s: ops as f64 / window_s,
-        bytes: 0,
-        gbit_per_s: None,
-        sent: None,
-        loss: None,
         unfinished,
         errors: failures.count,
         latency: Percentiles::of(&hist),
-        send_lag: None,
         server: out.server,
-        server_us_per_op: None,
-        server_s_per_gib: None,
-        per_connection: None,
-        harness: out.harness,
-        warnings: Vec::new(),
         histogram: Some(hist),
+        ..Report::new("connect", "session", ops, window_s, out.harness)
     }
     .finish())
 }

@@ -92,31 +92,16 @@ pub fn run(cfg: &IdleConfig) -> Result<Report, Error> {
         _ => None,
     };
     let mut report = Report {
-        mode: "idle",
         setup: format!(
             "{} idle connections, opened {} at a time in {setup_s:.2} s",
             cfg.connections, cfg.concurrency
         ),
         route: c.route.describe(),
-        window_s: out.window.seconds(),
-        unit: "connection",
-        ops: k,
-        ops_per_s: k as f64 / setup_s.max(1e-9),
-        bytes: 0,
-        gbit_per_s: None,
-        sent: None,
-        loss: None,
-        unfinished: 0,
         errors: failures.count,
-        latency: None,
-        send_lag: None,
         server: out.server,
-        server_us_per_op: None,
-        server_s_per_gib: None,
         per_connection,
-        harness: out.harness,
-        warnings: Vec::new(),
-        histogram: None,
+        ops_per_s: k as f64 / setup_s.max(1e-9),
+        ..Report::new("idle", "connection", k, out.window.seconds(), out.harness)
     }
     .finish();
     // CPU per connection over an idle window is not a per-operation cost.

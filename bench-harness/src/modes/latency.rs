@@ -123,28 +123,16 @@ pub fn run(cfg: &LatencyConfig) -> Result<Report, Error> {
         return Err(Error::Timeout("no request completed in the window".into()));
     }
     Ok(Report {
-        mode: "latency",
         setup,
         route: c.route.describe(),
-        window_s,
-        unit: "request",
-        ops,
-        ops_per_s: ops as f64 / window_s,
-        bytes: 0,
-        gbit_per_s: None,
-        sent: None,
-        loss: None,
         unfinished,
         errors: failures.count,
         latency: Percentiles::of(&hist),
         send_lag,
         server: out.server,
-        server_us_per_op: None,
-        server_s_per_gib: None,
-        per_connection: None,
-        harness: out.harness,
         warnings,
         histogram: Some(hist),
+        ..Report::new("latency", "request", ops, window_s, out.harness)
     }
     .finish())
 }

@@ -123,7 +123,6 @@ pub fn run(cfg: &ThroughputConfig) -> Result<Report, Error> {
         return Err(Error::Timeout("no byte moved in the window".into()));
     }
     Ok(Report {
-        mode: "throughput",
         setup: format!(
             "{} connections, {}, {}",
             cfg.connections,
@@ -138,25 +137,11 @@ pub fn run(cfg: &ThroughputConfig) -> Result<Report, Error> {
             }
         ),
         route: c.route.describe(),
-        window_s,
-        unit: "byte",
-        ops: bytes,
-        ops_per_s: bytes as f64 / window_s,
         bytes,
         gbit_per_s: Some(bytes as f64 * 8.0 / window_s / 1e9),
-        sent: None,
-        loss: None,
-        unfinished: 0,
         errors: failures.count,
-        latency: None,
-        send_lag: None,
         server: out.server,
-        server_us_per_op: None,
-        server_s_per_gib: None,
-        per_connection: None,
-        harness: out.harness,
-        warnings: Vec::new(),
-        histogram: None,
+        ..Report::new("throughput", "byte", bytes, window_s, out.harness)
     }
     .finish())
 }

@@ -124,28 +124,15 @@ pub fn run(cfg: &UdpConfig) -> Result<Report, Error> {
     };
     let hist = total.hist.expect("set above");
     Ok(Report {
-        mode: "udp",
         setup,
         route: c.route.describe(),
-        window_s,
-        unit: "datagram",
-        ops: total.received,
-        ops_per_s: total.received as f64 / window_s,
-        bytes: 0,
-        gbit_per_s: None,
         sent: Some(sent),
         loss: Some(loss),
-        unfinished: 0,
         errors: total.failures.count,
         latency: Percentiles::of(&hist),
-        send_lag: None,
         server: out.server,
-        server_us_per_op: None,
-        server_s_per_gib: None,
-        per_connection: None,
-        harness: out.harness,
-        warnings: Vec::new(),
         histogram: Some(hist),
+        ..Report::new("udp", "datagram", total.received, window_s, out.harness)
     }
     .finish())
 }
