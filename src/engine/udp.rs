@@ -441,6 +441,7 @@ impl Shard {
         let session = self.conns[slot].meta.session.clone();
         let conn = &mut self.conns[slot];
         let Some(assoc) = conn.udp.as_mut() else {
+            self.udp_pool.give_back(bid);
             return;
         };
         if assoc.remote[family].is_none() {
@@ -466,6 +467,7 @@ impl Shard {
             }
         }
         let Some(fd) = assoc.fd(socket) else {
+            self.udp_pool.give_back(bid);
             return;
         };
         let (raw, addr_len) = sockaddr::encode(dest);
